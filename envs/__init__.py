@@ -1,0 +1,26 @@
+"""MJX ports of the Gymnasium MuJoCo v5 tasks.
+
+    env = envs.make("humanoid", physics="v5")
+    state = env.reset(jax.random.key(0)); state = env.step(state, action)
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from envs.base import PHYSICS, MujocoEnv, State
+from envs.inverted_pendulum import InvertedPendulum
+from envs.wrappers import VecEnv, VecState
+
+REGISTRY: dict[str, type[MujocoEnv]] = {
+    "inverted_pendulum": InvertedPendulum,
+}
+
+
+def make(name: str, physics: str = "v5", **overrides: Any) -> MujocoEnv:
+    """Builds a registered task. `overrides` change v5's default arguments (e.g. reset_noise_scale)."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown env {name!r}; valid names: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name](physics=physics, **overrides)
+
+
+__all__ = ["PHYSICS", "REGISTRY", "MujocoEnv", "State", "VecEnv", "VecState", "make"]

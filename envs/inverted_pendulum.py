@@ -1,0 +1,27 @@
+"""InvertedPendulum-v5: balance a pole on a cart (gymnasium/envs/mujoco/inverted_pendulum_v5.py)."""
+import jax
+import jax.numpy as jnp
+
+from envs.base import MujocoEnv
+
+
+class InvertedPendulum(MujocoEnv):
+    xml_file = "inverted_pendulum.xml"
+    frame_skip = 2
+    reset_noise_scale = 0.01
+
+    def _reset_qpos_qvel(self, key):
+        kq, kv = jax.random.split(key)
+        s = self.reset_noise_scale
+        qpos = self.init_qpos + jax.random.uniform(kq, self.init_qpos.shape, minval=-s, maxval=s)
+        qvel = self.init_qvel + jax.random.uniform(kv, self.init_qvel.shape, minval=-s, maxval=s)
+        return qpos, qvel
+
+    def _observation(self, data):
+        return jnp.concatenate([data.qpos, data.qvel]).astype(jnp.float32)
+
+    def _reward_and_termination(self, before, after, ctrl):
+        obs = self._observation(after)
+        terminated = ~(jnp.all(jnp.isfinite(obs)) & (jnp.abs(obs[1]) <= 0.2))
+        reward = (~terminated).astype(jnp.float32)
+        return reward, terminated, {}

@@ -1,0 +1,258 @@
+"""The SAVGO agent (and the SAC baseline): parameters, optimisers and one gradient update.
+
+One update, in the spec's order (SAVGO.md section 3): critic -> geometry (embedding) -> actor ->
+temperature -> Polyak targets. Every numeric hyperparameter is a traced array in `Hyper` or in an
+optimiser state, so a second run with other values reuses the compiled program and a sweep is a
+vmap over them. Sizes (K, M, P) and switches (algo, kernel, trunk) are static.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from savgo_mjx import losses
+from savgo_mjx.config import Config
+from savgo_mjx.networks import Actor, DoubleCritic, Embedding, l2_normalize, tanh_gaussian_sample
+from savgo_mjx.replay import Transition
+
+Params = Any
+
+
+@struct.dataclass
+class Hyper:
+    """Traced scalar hyperparameters (each [] float32; [S] under a sweep vmap)."""
+
+    gamma: jax.Array
+    lam: jax.Array
+    eta: jax.Array
+    beta_decay: jax.Array
+    fixed_beta: jax.Array
+    huber_delta: jax.Array
+    kernel_eps: jax.Array
+    candidate_noise: jax.Array
+    target_noise: jax.Array
+    tau_start: jax.Array
+    tau_end: jax.Array
+    tau_anneal_steps: jax.Array
+    target_rate: jax.Array
+    target_entropy: jax.Array
+
+    @staticmethod
+    def from_config(cfg: Config, action_size: int) -> "Hyper":
+        target_entropy = -float(action_size) if cfg.target_entropy is None else cfg.target_entropy
+        f = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
+        return Hyper(
+            gamma=f(cfg.gamma), lam=f(cfg.lam), eta=f(cfg.eta), beta_decay=f(cfg.beta_decay),
+            fixed_beta=f(1.0 if cfg.fixed_beta is None else cfg.fixed_beta),
+            huber_delta=f(cfg.huber_delta), kernel_eps=f(cfg.kernel_eps),
+            candidate_noise=f(cfg.candidate_noise), target_noise=f(cfg.target_noise),
+            tau_start=f(cfg.tau_start), tau_end=f(cfg.tau_end),
+            tau_anneal_steps=f(cfg.tau_anneal_steps), target_rate=f(cfg.target_rate),
+            target_entropy=f(target_entropy),
+        )
+
+
+@struct.dataclass
+class AgentState:
+    actor: Params
+    critic: Params
+    critic_target: Params
+    embed: Params
+    embed_target: Params
+    log_alpha: jax.Array  # []
+    beta: jax.Array  # [] the EMA scale of value gaps
+    actor_opt: optax.OptState
+    critic_opt: optax.OptState
+    embed_opt: optax.OptState
+    alpha_opt: optax.OptState
+
+
+def _optimizer(cfg: Config, weight_decay: float = 0.0) -> optax.GradientTransformation:
+    """Adam with global-norm clipping; the learning rate lives in the optimiser state (traced).
+
+    Weight decay is added to the gradient before Adam, as torch's Adam(weight_decay=...) does in
+    the reference code.
+    """
+    adam = optax.inject_hyperparams(optax.adam)(learning_rate=0.0)
+    decay = optax.add_decayed_weights(weight_decay) if weight_decay > 0 else optax.identity()
+    return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), decay, adam)
+
+
+def _with_lr(opt_state: optax.OptState, lr: float | jax.Array) -> optax.OptState:
+    """Sets the learning rate held by the inject_hyperparams state at the end of the chain."""
+    *rest, adam_state = opt_state
+    hyper = dict(adam_state.hyperparams, learning_rate=jnp.asarray(lr, jnp.float32))
+    return (*rest, adam_state._replace(hyperparams=hyper))
+
+
+class Agent:
+    """The networks and update rule for one config; holds no state of its own."""
+
+    def __init__(self, cfg: Config, observation_size: int, action_size: int):
+        self.cfg = cfg
+        self.observation_size = observation_size
+        self.action_size = action_size
+        h = cfg.hidden
+        self.actor = Actor(action_size, hidden=(h, h))
+        self.critic = DoubleCritic(hidden=(h, h), layer_norm=cfg.critic_layer_norm)
+        self.embedding = Embedding(hidden=(h, h, h), out=h)
+        self.actor_tx = _optimizer(cfg)
+        self.critic_tx = _optimizer(cfg, cfg.critic_weight_decay)
+        self.embed_tx = _optimizer(cfg)
+        self.alpha_tx = _optimizer(cfg)
+
+    # --- init and acting ---------------------------------------------------------------------
+    def init(self, key: jax.Array) -> AgentState:
+        cfg = self.cfg
+        k_actor, k_critic, k_embed = jax.random.split(key, 3)
+        obs = jnp.zeros((1, self.observation_size))
+        act = jnp.zeros((1, self.action_size))
+        actor = self.actor.init(k_actor, obs)
+        critic = self.critic.init(k_critic, obs, act)
+        embed = self.embedding.init(k_embed, obs, act)
+        log_alpha = jnp.log(jnp.asarray(cfg.alpha_init, jnp.float32))
+        return AgentState(
+            actor=actor, critic=critic, critic_target=critic, embed=embed, embed_target=embed,
+            log_alpha=log_alpha, beta=jnp.ones((), jnp.float32),
+            actor_opt=_with_lr(self.actor_tx.init(actor), cfg.actor_lr),
+            critic_opt=_with_lr(self.critic_tx.init(critic), cfg.critic_lr),
+            embed_opt=_with_lr(self.embed_tx.init(embed), cfg.embedding_lr),
+            alpha_opt=_with_lr(self.alpha_tx.init(log_alpha), cfg.alpha_lr),
+        )
+
+    def act(self, actor_params: Params, obs: jax.Array, key: jax.Array) -> jax.Array:
+        """Stochastic action [..., A] for normalised obs [..., O]."""
+        mu, log_std = self.actor.apply(actor_params, obs)
+        return tanh_gaussian_sample(mu, log_std, key)[0]
+
+    def act_deterministic(self, actor_params: Params, obs: jax.Array) -> jax.Array:
+        return jnp.tanh(self.actor.apply(actor_params, obs)[0])
+
+    def _sample(self, actor_params: Params, obs: jax.Array, key: jax.Array):
+        mu, log_std = self.actor.apply(actor_params, obs)
+        return tanh_gaussian_sample(mu, log_std, key)
+
+    # --- one gradient update -------------------------------------------------------------------
+    def update(
+        self, st: AgentState, hp: Hyper, batch: Transition, env_steps: jax.Array, key: jax.Array
+    ) -> tuple[AgentState, dict[str, jax.Array]]:
+        """One update on a batch of B transitions whose observations are already normalised."""
+        cfg = self.cfg
+        k_critic, k_geo, k_actor = jax.random.split(key, 3)
+        alpha = jnp.exp(st.log_alpha)
+        metrics: dict[str, jax.Array] = {}
+
+        # Critic: soft Bellman target from the target critics; truncation bootstraps.
+        next_action, next_log_prob = self._sample(st.actor, batch.next_obs, k_critic)
+        next_q = self.critic.apply(st.critic_target, batch.next_obs, next_action).min(-1)
+        y = losses.critic_target(batch.reward, batch.terminated, next_q, next_log_prob, hp.gamma, alpha)
+
+        def critic_loss_fn(params):
+            q = self.critic.apply(params, batch.obs, batch.action)
+            return losses.critic_loss(q, y), q.mean()
+
+        (critic_loss, q_mean), grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(st.critic)
+        critic, critic_opt = _apply(self.critic_tx, grads, st.critic_opt, st.critic)
+        metrics.update(critic_loss=critic_loss, q_mean=q_mean)
+
+        # Geometry: cosine of embeddings tracks value gaps on an M x M sub-batch.
+        embed, embed_opt, beta = st.embed, st.embed_opt, st.beta
+        if cfg.algo == "savgo" and cfg.trunk == "geometry":
+            geo = jax.tree.map(lambda x: x[: cfg.geometry_batch], batch)
+            q_min = self.critic.apply(st.critic_target, geo.obs, geo.action).min(-1)
+            u = losses.value_signal(geo.reward, geo.terminated, q_min, hp.gamma, cfg.value_signal)
+            gap = losses.pairwise_gap(u)
+            if cfg.fixed_beta is None:
+                beta = losses.update_beta(st.beta, gap, hp.beta_decay)
+            else:
+                beta = hp.fixed_beta
+            next_a, _ = self._sample(st.actor, geo.next_obs, k_geo)
+            noise = hp.target_noise * jax.random.normal(jax.random.fold_in(k_geo, 1), next_a.shape)
+            next_a = jnp.clip(next_a + noise, -1.0, 1.0)
+            next_cos = losses.cosine_matrix(self.embedding.apply(st.embed_target, geo.next_obs, next_a))
+            targets = losses.geometry_targets(gap, beta, hp.lam, hp.eta, hp.gamma, geo.terminated, next_cos)
+
+            def geometry_loss_fn(params):
+                z = self.embedding.apply(params, geo.obs, geo.action)
+                return losses.geometry_loss(z, targets, hp.huber_delta)
+
+            geometry_loss, grads = jax.value_and_grad(geometry_loss_fn)(st.embed)
+            embed, embed_opt = _apply(self.embed_tx, grads, st.embed_opt, st.embed)
+            metrics.update(geometry_loss=geometry_loss)
+
+        # Actor.
+        tau = losses.tau_schedule(env_steps, hp.tau_start, hp.tau_end, hp.tau_anneal_steps)
+        if cfg.algo == "savgo":
+            actor_loss_fn = self._kernel_actor_loss(st, hp, batch, embed, alpha, tau, k_actor)
+        else:
+            actor_loss_fn = self._sac_actor_loss(batch, critic, alpha, k_actor)
+        train_trunk = cfg.algo == "savgo" and cfg.trunk == "actor_only"
+        argnums = (0, 1) if train_trunk else 0
+        (actor_loss, aux), grads = jax.value_and_grad(actor_loss_fn, argnums, has_aux=True)(st.actor, embed)
+        if train_trunk:
+            grads, embed_grads = grads
+            embed, embed_opt = _apply(self.embed_tx, embed_grads, embed_opt, embed)
+        actor, actor_opt = _apply(self.actor_tx, grads, st.actor_opt, st.actor)
+        log_prob = jax.lax.stop_gradient(aux.pop("log_prob"))
+        metrics.update(actor_loss=actor_loss, tau=tau, entropy=-log_prob.mean(), **aux)
+
+        # Temperature.
+        alpha_loss, grad = jax.value_and_grad(losses.alpha_loss)(st.log_alpha, log_prob, hp.target_entropy)
+        log_alpha, alpha_opt = _apply(self.alpha_tx, grad, st.alpha_opt, st.log_alpha)
+        metrics.update(alpha_loss=alpha_loss, alpha=jnp.exp(log_alpha), beta=beta)
+
+        # Polyak targets (a random frozen trunk stays as it was drawn).
+        critic_target = losses.polyak(st.critic_target, critic, hp.target_rate)
+        embed_target = st.embed_target
+        if cfg.algo == "savgo" and cfg.trunk != "random_frozen":
+            embed_target = losses.polyak(st.embed_target, embed, hp.target_rate)
+
+        new = AgentState(
+            actor=actor, critic=critic, critic_target=critic_target, embed=embed,
+            embed_target=embed_target, log_alpha=log_alpha, beta=beta, actor_opt=actor_opt,
+            critic_opt=critic_opt, embed_opt=embed_opt, alpha_opt=alpha_opt,
+        )
+        return new, metrics
+
+    def _kernel_actor_loss(self, st, hp, batch, embed, alpha, tau, key):
+        """SAVGO's actor: the value reaches the actor only through the kernel weights W."""
+        cfg = self.cfg
+        obs = batch.obs[: cfg.actor_batch]  # [P, O]
+        k_cand, k_noise, k_anchor = jax.random.split(key, 3)
+        # K candidates around the policy, scored by the target trunk and target critics.
+        obs_k = jnp.broadcast_to(obs[:, None], (obs.shape[0], cfg.num_candidates, obs.shape[1]))
+        cand, _ = self._sample(st.actor, obs_k, k_cand)  # [P, K, A]
+        cand = jnp.clip(cand + hp.candidate_noise * jax.random.normal(k_noise, cand.shape), -1.0, 1.0)
+        cand = jax.lax.stop_gradient(cand)
+        z_cand = l2_normalize(self.embedding.apply(st.embed_target, obs_k, cand))  # [P, K, D]
+        q_cand = self.critic.apply(st.critic_target, obs_k, cand).min(-1)  # [P, K]
+
+        def loss_fn(actor_params, embed_params):
+            anchor, log_prob = self._sample(actor_params, obs, k_anchor)  # [P, A], [P]
+            z0 = l2_normalize(self.embedding.apply(embed_params, obs, anchor))  # [P, D]
+            cos = jnp.clip(jnp.einsum("pd,pkd->pk", z0, z_cand), -1.0, 1.0)
+            weights = losses.kernel_weights(cos, tau, hp.kernel_eps, cfg.kernel)
+            loss = losses.kernel_actor_loss(log_prob, weights, q_cand, alpha)
+            return loss, {"log_prob": log_prob, "kernel_max_weight": weights.max(-1).mean()}
+
+        return loss_fn
+
+    def _sac_actor_loss(self, batch, critic, alpha, key):
+        """SAC's actor: the reparameterised gradient of min-Q with respect to the action."""
+
+        def loss_fn(actor_params, embed_params):
+            del embed_params
+            action, log_prob = self._sample(actor_params, batch.obs, key)
+            q_min = self.critic.apply(critic, batch.obs, action).min(-1)
+            return losses.sac_actor_loss(log_prob, q_min, alpha), {"log_prob": log_prob}
+
+        return loss_fn
+
+
+def _apply(tx: optax.GradientTransformation, grads, opt_state, params):
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state

@@ -1,0 +1,199 @@
+"""The one typed config: every knob of a run, its validation, and preset loading.
+
+Defaults here are the paper's single-env values (SAVGO.md section 4) where they carry over, and a
+small CPU-sized parallel regime otherwise. Per-task presets in `configs/<env>.toml` override them
+(K per task, num-envs, batch...); a `--config FILE` overrides the preset; command-line flags
+override everything.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Literal, Optional
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
+class ConfigError(ValueError):
+    """Bad user input: train.py prints it on one line and exits with code 2."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    # --- run ---------------------------------------------------------------------------------
+    env: str = "inverted_pendulum"
+    """Task name from the envs registry."""
+    physics: Literal["v5", "fast"] = "v5"
+    """Simulator settings: "v5" as the Gymnasium XML, "fast" tuned for speed (docs/ENVS.md)."""
+    algo: Literal["savgo", "sac"] = "savgo"
+    """SAVGO kernel actor, or the plain SAC actor (reparameterised min-Q gradient) as baseline."""
+    seed: int = 0
+    num_envs: int = 16
+    """Parallel environments N: each iteration adds N transitions to the buffer."""
+    total_steps: int = 40_000
+    """Environment steps (summed over all envs) to train for."""
+    run_dir: Optional[str] = None
+    """Where config.json, metrics.jsonl and checkpoints go (default runs/<env>-<algo>-<seed>-<time>)."""
+    resume: bool = False
+    """Continue the run in --run-dir from its latest checkpoint."""
+
+    # --- replay and updates ------------------------------------------------------------------
+    buffer_size: int = 200_000
+    """Replay capacity in transitions (a device-resident ring)."""
+    batch_size: int = 256
+    """B: transitions per gradient update (critic loss)."""
+    updates_per_iter: int = 4
+    """G: gradient updates after each vector step. Replay ratio = G * B / N."""
+    warmup_steps: int = 2_000
+    """Env steps of uniform random actions before learning starts."""
+    geometry_batch: int = 256
+    """M: the geometry loss runs on an M x M sub-batch of the update batch."""
+    actor_batch: int = 256
+    """P: states per kernel-actor update (each with K candidates)."""
+    num_candidates: int = 64
+    """K: candidate actions per state for the kernel actor (per-task values in configs/)."""
+
+    # --- optimisation ------------------------------------------------------------------------
+    gamma: float = 0.99
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    critic_weight_decay: float = 1e-4
+    embedding_lr: float = 1e-3
+    alpha_lr: float = 1e-3
+    alpha_init: float = 1.0
+    target_entropy: Optional[float] = None
+    """Entropy target; None means -|A|."""
+    target_rate: float = 0.005
+    """Polyak rate of the critic and embedding targets."""
+    grad_clip: float = 5.0
+    hidden: int = 256
+    critic_layer_norm: bool = False
+    obs_norm: bool = True
+
+    # --- SAVGO geometry and kernel (SAVGO.md section 3) -----------------------------------
+    lam: float = 1.5
+    """Curvature lambda of the target cosine T = 1 - 2 Delta^lambda."""
+    eta: float = 0.5
+    """Temporal mixing weight of the next-state cosine in Y."""
+    beta_decay: float = 0.995
+    fixed_beta: Optional[float] = None
+    """Ablation A4: a constant beta instead of the EMA of the 0.95 quantile (A4 uses 1.0)."""
+    huber_delta: float = 0.2
+    kernel_eps: float = 0.05
+    candidate_noise: float = 0.2
+    target_noise: float = 0.2
+    tau_start: float = 1.0
+    tau_end: float = 0.3
+    tau_anneal_steps: int = 200_000
+    """Env steps over which the kernel temperature anneals; 0 keeps tau_start (ablation B9)."""
+    kernel: Literal["softmax", "uniform", "argmax"] = "softmax"
+    """Kernel weights: softmax (SAVGO), uniform (ablation B1), argmax (ablation B4)."""
+    trunk: Literal["geometry", "actor_only", "random_frozen"] = "geometry"
+    """Embedding training: geometry loss (SAVGO), actor loss only (A2), random and frozen (A1)."""
+    value_signal: Literal["bellman", "q"] = "bellman"
+    """u_i = r + gamma (1 - term) min Qbar (default) or the older u_i = min Qbar."""
+
+    # --- evaluation, logging, checkpoints ----------------------------------------------------
+    eval_every: int = 10_000
+    """Env steps between deterministic evaluations (0: only at the end)."""
+    eval_envs: int = 10
+    log_every: int = 2_000
+    """Env steps between log lines (the device program runs this many steps between host syncs)."""
+    checkpoint_every: int = 20_000
+    save_buffer: bool = True
+    """Include the replay buffer in checkpoints (exact resume; costs disk)."""
+    track: bool = False
+    """Log to Weights & Biases."""
+    wandb_project: str = "savgo-mjx"
+    wandb_entity: Optional[str] = None
+    progress: bool = True
+    """Show the live progress display."""
+
+
+ABLATIONS: dict[str, dict] = {
+    "A1": {"trunk": "random_frozen"},
+    "A2": {"trunk": "actor_only"},
+    "A3": {"eta": 0.0},
+    "A4": {"fixed_beta": 1.0},
+    "A5": {"lam": 1.0},
+    "B1": {"kernel": "uniform"},
+    "B4": {"kernel": "argmax"},
+    "B9": {"tau_anneal_steps": 0},
+}
+"""The paper's ablations (SAVGO.md section 5) as config overrides."""
+
+
+def load_toml(path: str) -> dict:
+    """Reads a preset file and checks its keys against Config."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}")
+    with open(path, "rb") as f:
+        try:
+            values = tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"cannot parse {path}: {e}") from None
+    known = {f.name for f in dataclasses.fields(Config)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {path}")
+    return values
+
+
+def preset_path(env: str) -> str:
+    return os.path.join(CONFIG_DIR, f"{env}.toml")
+
+
+def defaults_for(env: str, config_file: Optional[str] = None) -> Config:
+    """Config defaults, then configs/<env>.toml if it exists, then `config_file`."""
+    values: dict = {"env": env}
+    if os.path.isfile(preset_path(env)):
+        values.update(load_toml(preset_path(env)))
+    if config_file is not None:
+        values.update(load_toml(config_file))
+    return Config(**values)
+
+
+def validate(cfg: Config, observation_size: int = 0, action_size: int = 0) -> None:
+    """Raises ConfigError naming the first impossible setting."""
+    import envs  # local: config stays importable without building anything
+
+    if cfg.env not in envs.REGISTRY:
+        raise ConfigError(f"unknown env {cfg.env!r}; valid names: {', '.join(sorted(envs.REGISTRY))}")
+    positive = ["num_envs", "total_steps", "buffer_size", "batch_size", "updates_per_iter",
+                "geometry_batch", "actor_batch", "num_candidates", "eval_envs", "log_every", "hidden"]
+    for name in positive:
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
+    for name in ["actor_lr", "critic_lr", "embedding_lr", "alpha_lr"]:
+        if not getattr(cfg, name) >= 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
+    for name in ["warmup_steps", "eval_every", "checkpoint_every", "tau_anneal_steps",
+                 "critic_weight_decay", "eta", "grad_clip"]:
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
+    if not 0.0 <= cfg.gamma <= 1.0:
+        raise ConfigError(f"--gamma must be in [0, 1], got {cfg.gamma}")
+    if not 0.0 < cfg.target_rate <= 1.0:
+        raise ConfigError(f"--target-rate must be in (0, 1], got {cfg.target_rate}")
+    if cfg.lam <= 0 or cfg.tau_start <= 0 or cfg.tau_end <= 0 or cfg.alpha_init <= 0:
+        raise ConfigError("--lam, --tau-start, --tau-end and --alpha-init must be positive")
+    if not 0.0 <= cfg.kernel_eps <= 1.0:
+        raise ConfigError(f"--kernel-eps must be in [0, 1], got {cfg.kernel_eps}")
+    if cfg.buffer_size < cfg.num_envs:
+        raise ConfigError(f"--buffer-size ({cfg.buffer_size}) must hold at least one vector step "
+                          f"of --num-envs ({cfg.num_envs}) transitions")
+    if cfg.batch_size > cfg.buffer_size:
+        raise ConfigError(f"--batch-size ({cfg.batch_size}) is larger than --buffer-size "
+                          f"({cfg.buffer_size})")
+    if cfg.geometry_batch > cfg.batch_size or cfg.actor_batch > cfg.batch_size:
+        raise ConfigError(f"--geometry-batch ({cfg.geometry_batch}) and --actor-batch "
+                          f"({cfg.actor_batch}) must not exceed --batch-size ({cfg.batch_size})")
+    if cfg.geometry_batch < 2:
+        raise ConfigError("--geometry-batch must be at least 2 (the loss is over pairs)")
+    if cfg.resume and cfg.run_dir is None:
+        raise ConfigError("--resume needs --run-dir (the run to continue)")

@@ -8,6 +8,8 @@ per chunk. Seeds and sweeps are a vmap over the same functions.
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from flax import struct
@@ -115,13 +117,17 @@ class Trainer:
         agent_state, metrics = jax.lax.scan(one_update, agent_state, keys)
         return agent_state, jax.tree.map(jnp.mean, metrics)
 
-    def _zero_update_metrics(self) -> dict[str, jax.Array]:
-        shapes = jax.eval_shape(
+    @functools.cached_property
+    def _update_metric_shapes(self) -> dict[str, jax.ShapeDtypeStruct]:
+        """Traced once (tracing an update is slow), then reused by every zero-metrics call."""
+        return jax.eval_shape(
             lambda ts: self._updates(ts.agent, ts.hyper, ts.buffer, ts.obs_stats, ts.env_steps,
                                      ts.key)[1],
             jax.eval_shape(self.init, 0),
         )
-        return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+    def _zero_update_metrics(self) -> dict[str, jax.Array]:
+        return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), self._update_metric_shapes)
 
     # --- a chunk of iterations between two host syncs ---------------------------------------------
     def run_chunk(self, ts: TrainState, num_iterations: jax.Array) -> tuple[TrainState, dict]:

@@ -1,0 +1,123 @@
+"""Gradient flow through one full SAVGO / SAC update (the composed agent, not the pure losses)."""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from savgo_mjx.agent import Agent, Hyper
+from savgo_mjx.config import Config
+from savgo_mjx.replay import Transition
+
+OBS, ACT, B = 5, 2, 32
+SMALL = Config(hidden=32, batch_size=B, geometry_batch=16, actor_batch=8, num_candidates=8)
+
+
+def _batch(seed: int = 0) -> Transition:
+    r = np.random.default_rng(seed)
+    return Transition(
+        obs=jnp.asarray(r.normal(size=(B, OBS)), jnp.float32),
+        action=jnp.asarray(r.uniform(-1, 1, size=(B, ACT)), jnp.float32),
+        reward=jnp.asarray(r.normal(size=B), jnp.float32),
+        next_obs=jnp.asarray(r.normal(size=(B, OBS)), jnp.float32),
+        terminated=jnp.asarray(r.random(B) < 0.2, jnp.float32),
+    )
+
+
+def _update(cfg: Config, hyper_changes: dict | None = None, poison_action_grad: bool = False):
+    agent = Agent(cfg, OBS, ACT)
+    if poison_action_grad:
+        _poison_critic_action_gradient(agent)
+    state = agent.init(jax.random.PRNGKey(0))
+    hyper = Hyper.from_config(cfg, ACT).replace(**(hyper_changes or {}))
+    update = jax.jit(agent.update)
+    return update(state, hyper, _batch(), jnp.int32(10_000), jax.random.PRNGKey(1))
+
+
+def _poison_critic_action_gradient(agent: Agent) -> None:
+    """Makes any derivative of Q with respect to its action input NaN (values unchanged)."""
+
+    @jax.custom_jvp
+    def poisoned(a):
+        return a
+
+    @poisoned.defjvp
+    def _(primals, tangents):
+        return primals[0], tangents[0] * jnp.nan
+
+    apply = agent.critic.apply
+    agent.critic = dataclasses.replace(agent.critic)  # own instance: patch it alone
+    object.__setattr__(agent.critic, "apply", lambda params, obs, action: apply(params, obs, poisoned(action)))
+
+
+def _finite(tree) -> bool:
+    return all(bool(jnp.isfinite(x).all()) for x in jax.tree.leaves(tree))
+
+
+def _same(a, b) -> bool:
+    return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_savgo_actor_never_differentiates_q_with_respect_to_the_action():
+    new, metrics = _update(SMALL, poison_action_grad=True)
+    assert _finite(new.actor) and _finite(new.critic) and _finite(new.embed)
+    assert np.isfinite(metrics["actor_loss"])
+
+
+def test_sac_actor_does_differentiate_q_with_respect_to_the_action():
+    """The poison is real: the SAC baseline's reparameterised gradient hits it."""
+    new, _ = _update(dataclasses.replace(SMALL, algo="sac"), poison_action_grad=True)
+    assert not _finite(new.actor)
+
+
+@pytest.mark.parametrize("trunk", ["geometry", "actor_only"])
+def test_actor_loss_updates_only_the_actor(trunk):
+    """Changing only what the actor loss sees (kernel temperature) must change the actor and
+    nothing else; under ablation A2 (trunk trained by the actor) the trunk changes too."""
+    cfg = dataclasses.replace(SMALL, trunk=trunk)
+    hot, _ = _update(cfg, {"tau_start": jnp.float32(1.0), "tau_end": jnp.float32(1.0)})
+    cold, _ = _update(cfg, {"tau_start": jnp.float32(0.05), "tau_end": jnp.float32(0.05)})
+    assert not _same(hot.actor, cold.actor)
+    assert _same(hot.critic, cold.critic) and _same(hot.critic_target, cold.critic_target)
+    assert _same(hot.log_alpha, cold.log_alpha) or trunk == "actor_only"
+    if trunk == "geometry":
+        assert _same(hot.embed, cold.embed) and _same(hot.embed_target, cold.embed_target)
+    else:
+        assert not _same(hot.embed, cold.embed)
+
+
+def test_random_frozen_trunk_never_changes():
+    cfg = dataclasses.replace(SMALL, trunk="random_frozen")
+    agent = Agent(cfg, OBS, ACT)
+    state = agent.init(jax.random.PRNGKey(0))
+    new, metrics = jax.jit(agent.update)(state, Hyper.from_config(cfg, ACT), _batch(), jnp.int32(0),
+                                         jax.random.PRNGKey(1))
+    assert _same(new.embed, state.embed) and _same(new.embed_target, state.embed_target)
+    assert "geometry_loss" not in metrics
+    assert not _same(new.actor, state.actor)
+
+
+def test_uniform_kernel_gives_the_actor_no_value_signal():
+    """B1: with uniform weights the actor loss does not depend on the candidates' values, so
+    scaling every reward (hence every Q) leaves the actor's update unchanged."""
+    cfg = dataclasses.replace(SMALL, kernel="uniform")
+    agent = Agent(cfg, OBS, ACT)
+    state = agent.init(jax.random.PRNGKey(0))
+    hyper = Hyper.from_config(cfg, ACT)
+    # Different critic targets: shift the target critics' output bias.
+    shifted = jax.tree.map(lambda x: x, state)
+    shifted = shifted.replace(critic_target=jax.tree.map(lambda x: x + 0.3, state.critic_target))
+    update = jax.jit(agent.update)
+    a, _ = update(state, hyper, _batch(), jnp.int32(0), jax.random.PRNGKey(1))
+    b, _ = update(shifted, hyper, _batch(), jnp.int32(0), jax.random.PRNGKey(1))
+    np.testing.assert_allclose(
+        np.concatenate([np.ravel(x) for x in jax.tree.leaves(a.actor)]),
+        np.concatenate([np.ravel(x) for x in jax.tree.leaves(b.actor)]), rtol=0, atol=1e-6)
+    # ...while the softmax kernel's actor update does depend on them.
+    cfg = dataclasses.replace(SMALL, kernel="softmax")
+    agent = Agent(cfg, OBS, ACT)
+    update = jax.jit(agent.update)
+    a, _ = update(state, hyper, _batch(), jnp.int32(0), jax.random.PRNGKey(1))
+    b, _ = update(shifted, hyper, _batch(), jnp.int32(0), jax.random.PRNGKey(1))
+    assert not _same(a.actor, b.actor)

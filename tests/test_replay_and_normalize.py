@@ -1,0 +1,65 @@
+"""The replay ring and the running observation statistics against plain numpy."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from savgo_mjx.normalize import init_stats, normalize, update_stats
+from savgo_mjx.replay import Transition, init_buffer, insert, sample, transition_bytes
+
+
+def _batch(start: int, n: int, obs: int = 3, act: int = 2) -> Transition:
+    ids = np.arange(start, start + n, dtype=np.float32)
+    return Transition(
+        obs=jnp.asarray(np.repeat(ids[:, None], obs, 1)),
+        action=jnp.asarray(np.repeat(-ids[:, None], act, 1)),
+        reward=jnp.asarray(ids),
+        next_obs=jnp.asarray(np.repeat(ids[:, None] + 0.5, obs, 1)),
+        terminated=jnp.asarray((ids % 2 == 0).astype(np.float32)),
+    )
+
+
+def test_ring_wraps_and_overwrites_oldest_rows():
+    buffer = init_buffer(capacity=10, observation_size=3, action_size=2)
+    step = jax.jit(insert)
+    for i in range(4):  # 4 inserts of 4 rows into 10 rows: rows 0..15, the oldest 6 overwritten
+        buffer = step(buffer, _batch(4 * i, 4))
+    assert int(buffer.size) == 10
+    assert int(buffer.insert_at) == 16 % 10
+    expected = {float(i) for i in range(6, 16)}
+    assert set(np.asarray(buffer.data.reward).tolist()) == expected
+    # each row stays one consistent transition
+    rows = np.asarray(buffer.data.reward)
+    np.testing.assert_array_equal(np.asarray(buffer.data.obs)[:, 0], rows)
+    np.testing.assert_array_equal(np.asarray(buffer.data.next_obs)[:, 0], rows + 0.5)
+    np.testing.assert_array_equal(np.asarray(buffer.data.action)[:, 1], -rows)
+
+
+def test_sample_draws_only_filled_rows_and_keeps_rows_together():
+    buffer = insert(init_buffer(100, 3, 2), _batch(1, 7))
+    batch = sample(buffer, jax.random.PRNGKey(0), 500)
+    rewards = np.asarray(batch.reward)
+    assert set(rewards.tolist()) == set(range(1, 8))  # never an empty (zero) row; all 7 seen
+    np.testing.assert_array_equal(np.asarray(batch.obs)[:, 2], rewards)
+    np.testing.assert_array_equal(np.asarray(batch.terminated), (rewards % 2 == 0).astype(np.float32))
+
+
+def test_transition_bytes_matches_arrays():
+    buffer = init_buffer(5, 348, 17)
+    total = sum(x.nbytes for x in jax.tree.leaves(buffer.data))
+    assert total == 5 * transition_bytes(348, 17)
+
+
+def test_running_stats_match_numpy_over_batches():
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(3.0, 2.0, size=(n, 4)) * [1, 10, 0.1, 1] for n in (5, 17, 1, 64)]
+    stats = init_stats(4)
+    for b in batches:
+        stats = update_stats(stats, jnp.asarray(b, jnp.float32))
+    everything = np.concatenate(batches)
+    np.testing.assert_allclose(stats.mean, everything.mean(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(stats.var, everything.var(0), rtol=1e-4)
+    assert float(stats.count) == len(everything)
+    z = np.asarray(normalize(stats, jnp.asarray(everything, jnp.float32)))
+    np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(z.std(0), 1.0, atol=1e-3)
+    np.testing.assert_array_equal(normalize(stats, jnp.ones(4), enabled=False), jnp.ones(4))

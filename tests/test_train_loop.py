@@ -1,0 +1,118 @@
+"""The training program end to end on a tiny InvertedPendulum config: exact resume,
+determinism, the NaN guard and Ctrl-C. All runs share one compiled program (learning rates are
+traced, the persistent cache holds the rest)."""
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from savgo_mjx.checkpoint import Checkpointer
+from savgo_mjx.config import Config
+from savgo_mjx.metrics import read_metrics
+from savgo_mjx.train_loop import TrainingDiverged, train
+from savgo_mjx.trainer import Trainer
+
+TINY = Config(
+    num_envs=8, total_steps=512, warmup_steps=128, buffer_size=2048, batch_size=64,
+    updates_per_iter=1, geometry_batch=32, actor_batch=16, num_candidates=8, hidden=32,
+    log_every=64, eval_every=256, eval_envs=2, checkpoint_every=256, progress=False,
+)
+VOLATILE = {"wall_s", "sps"}
+
+
+def _final_state(cfg: Config, run_dir: str):
+    import envs
+
+    like = Trainer(cfg, envs.make(cfg.env)).init(cfg.seed)
+    checkpointer = Checkpointer(run_dir)
+    state = checkpointer.restore(like)
+    checkpointer.close()
+    return state
+
+
+def _rows(run_dir):
+    return [{k: v for k, v in row.items() if k not in VOLATILE} for row in read_metrics(run_dir)]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    run_dir = str(tmp_path_factory.mktemp("straight"))
+    summary = train(dataclasses.replace(TINY, run_dir=run_dir))
+    return run_dir, summary
+
+
+def test_run_writes_config_metrics_and_checkpoint(straight):
+    run_dir, summary = straight
+    assert summary["env_steps"] == TINY.total_steps
+    saved = json.load(open(os.path.join(run_dir, "config.json")))
+    assert saved["num_envs"] == TINY.num_envs and saved["run_dir"] == run_dir
+    rows = read_metrics(run_dir)
+    assert [r["env_steps"] for r in rows] == list(range(64, 513, 64))
+    for key in ("env_steps", "wall_s", "sps", "episode_return", "critic_loss", "geometry_loss",
+                "actor_loss", "alpha", "beta", "tau"):
+        assert key in rows[-1], key
+    assert [r["env_steps"] for r in rows if r.get("eval_return") is not None] == [256, 512]
+    assert Checkpointer(run_dir).latest_step() == TINY.total_steps
+
+
+def test_same_seed_gives_identical_metrics(straight, tmp_path):
+    run_dir, _ = straight
+    train(dataclasses.replace(TINY, run_dir=str(tmp_path)))
+    assert _rows(str(tmp_path)) == _rows(run_dir)
+
+
+def test_resume_continues_exactly(straight, tmp_path):
+    run_dir, _ = straight
+    half = dataclasses.replace(TINY, run_dir=str(tmp_path), total_steps=TINY.total_steps // 2)
+    train(half)
+    train(dataclasses.replace(half, total_steps=TINY.total_steps, resume=True))
+    a, b = _final_state(TINY, run_dir), _final_state(TINY, str(tmp_path))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(x, y)
+    assert _rows(str(tmp_path)) == _rows(run_dir)
+
+
+def test_resume_without_saved_buffer_refills_it(tmp_path):
+    cfg = dataclasses.replace(TINY, run_dir=str(tmp_path), total_steps=256, save_buffer=False)
+    train(cfg)
+    assert not os.path.isdir(tmp_path / "checkpoints" / "256" / "buffer")
+    summary = train(dataclasses.replace(cfg, total_steps=384, resume=True))
+    assert summary["env_steps"] == 384
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    cfg = dataclasses.replace(TINY, run_dir=str(tmp_path), critic_lr=1e30, actor_lr=1e30,
+                              checkpoint_every=128)
+    with pytest.raises(TrainingDiverged, match=r"non-finite .* by env step \d+; the last good checkpoint \(128"):
+        train(cfg)
+    assert Checkpointer(str(tmp_path)).latest_step() == 128
+
+
+def test_ctrl_c_saves_a_checkpoint_then_exits_cleanly(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [sys.executable, "train.py", "--run-dir", str(run_dir), "--no-progress",
+            "--total-steps", "10_000_000", "--checkpoint-every", "0"]
+    for f in dataclasses.fields(TINY):
+        if f.name not in ("total_steps", "checkpoint_every", "progress", "run_dir"):
+            args += [f"--{f.name.replace('_', '-')}", str(getattr(TINY, f.name))]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ))
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "interrupted: saved a checkpoint" in err
+    step = Checkpointer(str(run_dir)).latest_step()
+    assert step is not None and step >= 128

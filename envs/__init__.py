@@ -8,11 +8,27 @@ from __future__ import annotations
 from typing import Any
 
 from envs.base import PHYSICS, MujocoEnv, State
+from envs.ant import Ant
+from envs.humanoid import Humanoid
+from envs.half_cheetah import HalfCheetah
+from envs.hopper import Hopper
+from envs.inverted_double_pendulum import InvertedDoublePendulum
 from envs.inverted_pendulum import InvertedPendulum
+from envs.reacher import Reacher
+from envs.swimmer import Swimmer
+from envs.walker2d import Walker2d
 from envs.wrappers import VecEnv, VecState
 
 REGISTRY: dict[str, type[MujocoEnv]] = {
     "inverted_pendulum": InvertedPendulum,
+    "inverted_double_pendulum": InvertedDoublePendulum,
+    "reacher": Reacher,
+    "swimmer": Swimmer,
+    "halfcheetah": HalfCheetah,
+    "hopper": Hopper,
+    "walker2d": Walker2d,
+    "humanoid": Humanoid,
+    "ant": Ant,
 }
 
 

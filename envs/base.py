@@ -43,9 +43,56 @@ class State:
     info: dict[str, jax.Array]
 
 
+def _plane_capsule_frames_as_mujoco() -> None:
+    """Makes MJX's plane-capsule contact frame the one MuJoCo C (gymnasium) builds.
+
+    Both align the first tangent with the capsule axis projected onto the plane, but MJX
+    (collision_primitive.plane_capsule, mujoco-mjx 3.17) drops the axis for a fixed y/z direction
+    whenever the projection is shorter than 0.5, i.e. for any capsule within 30 degrees of the
+    plane normal, while MuJoCo (mjc_PlaneCapsule + mju_makeFrame) always uses it. With pyramidal
+    friction cones (every v5 task) the rotated pyramid is a different friction model: one Ant-v5
+    step from states with a steep leg on the floor differed by up to 11% in qvel (even in float64).
+    The registry of collision functions is read when a step is traced, so patching it at import
+    covers every env. Only frames of non-degenerate projections change.
+    """
+    from mujoco.mjx._src import collision_driver, collision_primitive
+    from mujoco.mjx._src import math as mjx_math
+    from mujoco.mjx._src.types import GeomType
+
+    @collision_primitive.collider(ncon=2)
+    def plane_capsule(plane, cap):
+        n, axis = plane.mat[:, 2], cap.mat[:, 2]
+        b, b_norm = mjx_math.normalize_with_norm(axis - n * jnp.dot(n, axis))
+        b = jnp.where(b_norm < 1e-6, mjx_math.orthogonals(n)[0], b)
+        frame = jnp.array([[n, b, jnp.cross(n, b)]])
+        segment = axis * cap.size[1]
+        contacts = []
+        for offset in (segment, -segment):
+            dist, pos = collision_primitive._plane_sphere(n, plane.pos, cap.pos + offset, cap.size[0])
+            contacts.append((dist[None], pos[None], frame))
+        return jax.tree_util.tree_map(lambda *x: jnp.concatenate(x), *contacts)
+
+    collision_driver._COLLISION_FUNC[(GeomType.PLANE, GeomType.CAPSULE)] = plane_capsule
+
+
+_plane_capsule_frames_as_mujoco()
+
+
 def gymnasium_model(xml_file: str) -> mujoco.MjModel:
     """Loads one of the MJCF files that ship with gymnasium (not a copy of it)."""
     return mujoco.MjModel.from_xml_path(os.path.join(GYMNASIUM_ASSETS, xml_file))
+
+
+def apply_options(model: mujoco.MjModel, options: dict[str, Any]) -> None:
+    """Sets MjOption fields in place, e.g. {"integrator": mujoco.mjtIntegrator.mjINT_EULER,
+    "iterations": 4, "ls_iterations": 8}. Enum values may be given as their names ("mjINT_EULER")."""
+    enums = {"integrator": mujoco.mjtIntegrator, "solver": mujoco.mjtSolver, "cone": mujoco.mjtCone}
+    for field, value in options.items():
+        if not hasattr(model.opt, field):
+            raise ValueError(f"MjOption has no field {field!r}")
+        if isinstance(value, str) and field in enums:
+            value = getattr(enums[field], value)
+        setattr(model.opt, field, value)
 
 
 class MujocoEnv:
@@ -61,6 +108,9 @@ class MujocoEnv:
     # gymnasium calls mj_rnePostConstraint after every step; only cfrc_ext/cacc/cfrc_int change,
     # so tasks whose observation holds none of them skip its cost.
     needs_rne_postconstraint: bool = False
+    # physics="fast": MjOption fields to overwrite (e.g. {"iterations": 4, "ls_iterations": 8}),
+    # chosen per task by measurement (docs in each task module). Empty: "fast" is the same as "v5".
+    fast_physics: dict[str, Any] = {}
 
     def __init__(self, physics: str = "v5", **overrides: Any):
         if physics not in PHYSICS:
@@ -73,6 +123,8 @@ class MujocoEnv:
         self.mj_model = gymnasium_model(self.xml_file)
         self._configure_physics(self.mj_model, physics)
         self.mjx_model = mjx.put_model(self.mj_model)
+        # gymnasium's MujocoEnv.dt: the time one env step advances.
+        self.dt = float(self.mj_model.opt.timestep) * self.frame_skip
         self.init_qpos = jnp.asarray(self.mj_model.qpos0, jnp.float32)
         self.init_qvel = jnp.zeros(self.mj_model.nv, jnp.float32)
         ctrl_range = np.asarray(self.mj_model.actuator_ctrlrange, np.float32)
@@ -84,7 +136,13 @@ class MujocoEnv:
 
     # --- what a task defines -------------------------------------------------------------
     def _configure_physics(self, model: mujoco.MjModel, physics: str) -> None:
-        """Edits solver settings in place. "v5" keeps the XML's; tasks override for "fast"."""
+        """Edits solver settings in place. "v5" keeps the XML's; "fast" applies `fast_physics`.
+
+        A task whose v5 model MJX cannot run as is (e.g. humanoid's PGS solver) overrides this and
+        calls super() after its substitution.
+        """
+        if physics == "fast":
+            apply_options(model, self.fast_physics)
 
     def _reset_qpos_qvel(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         raise NotImplementedError
@@ -109,6 +167,11 @@ class MujocoEnv:
         data = mjx.make_data(self.mjx_model)
         data = data.replace(qpos=jnp.asarray(qpos, jnp.float32), qvel=jnp.asarray(qvel, jnp.float32))
         data = mjx.forward(self.mjx_model, data)
+        # mjx.forward normalizes free/ball-joint quaternions in qpos in place; MuJoCo's mj_forward
+        # (gymnasium's set_state) leaves qpos as given (only integration normalizes), so the reset
+        # observation keeps the given qpos (Ant's reset noise gives |quat| in about 0.9..1.11).
+        # The first step's forward normalizes it again, as MuJoCo's kinematics do.
+        data = data.replace(qpos=jnp.asarray(qpos, jnp.float32))
         zero = jnp.zeros((), jnp.float32)
         _, _, info = jax.eval_shape(self._reward_and_termination, data, data, self._ctrl_low)
         return State(

@@ -1,4 +1,9 @@
-"""InvertedPendulum-v5: balance a pole on a cart (gymnasium/envs/mujoco/inverted_pendulum_v5.py)."""
+"""InvertedPendulum-v5: balance a pole on a cart (gymnasium/envs/mujoco/inverted_pendulum_v5.py).
+
+v5 defaults: frame_skip 2 (dt 0.04), reward = 1 while not terminated (0 on the terminating
+step), terminated iff the observation is non-finite or |qpos[1]| > 0.2; reset qpos, qvel ~
+U(+-0.01); observation = qpos, qvel -> 4 values; ctrlrange [-3, 3].
+"""
 import jax
 import jax.numpy as jnp
 
@@ -24,4 +29,4 @@ class InvertedPendulum(MujocoEnv):
         obs = self._observation(after)
         terminated = ~(jnp.all(jnp.isfinite(obs)) & (jnp.abs(obs[1]) <= 0.2))
         reward = (~terminated).astype(jnp.float32)
-        return reward, terminated, {}
+        return reward, terminated, {"reward_survive": reward}

@@ -19,7 +19,8 @@ class VecState:
     reward, terminated, truncated: [N] of the last transition; terminated and truncated distinct.
     episode_return, episode_length: [N] running totals of the current episode.
     done_return, done_length: [N] totals of the episode that ended on the last step, else 0.
-    key: [N] per-env typed PRNG keys, split at every reset so each episode starts somewhere new.
+    key: [N] typed or [N, 2] raw per-env PRNG keys, split at every reset so that each
+        episode starts somewhere new.
     """
 
     env_state: State
@@ -83,12 +84,11 @@ class VecEnv:
 
         reset_keys, carry_keys = jax.vmap(jax.random.split, out_axes=1)(vstate.key)
 
+        def where_done(new, old):
+            return jnp.where(done.reshape(done.shape + (1,) * (new.ndim - 1)), new, old)
+
         def reset_where_done(stepped: State) -> State:
             fresh = jax.vmap(self.env.reset)(reset_keys)
-
-            def where_done(new, old):
-                return jnp.where(done.reshape(done.shape + (1,) * (new.ndim - 1)), new, old)
-
             return jax.tree.map(where_done, fresh, stepped)
 
         # Resets cost a forward pass per env; most steps end no episode, so skip them then.
@@ -104,5 +104,5 @@ class VecEnv:
             episode_length=jnp.where(done, 0, episode_length),
             done_return=jnp.where(done, episode_return, 0.0),
             done_length=jnp.where(done, episode_length, 0),
-            key=jnp.where(done, carry_keys, vstate.key),
+            key=where_done(carry_keys, vstate.key),
         )

@@ -1,0 +1,58 @@
+"""Walker2d-v5: walk forward on two legs (gymnasium/envs/mujoco/walker2d_v5.py).
+
+v5 defaults: model walker2d_v5.xml (both feet with friction 0.9), frame_skip 4 (dt 0.008),
+reward = x_velocity + healthy_reward * is_healthy - 1e-3 * |a|^2; terminated when unhealthy:
+healthy iff z = qpos[1] in (0.8, 2.0) and angle = qpos[2] in (-1, 1) (strict).
+Reset qpos, qvel ~ U(+-5e-3). Observation = qpos[1:], clip(qvel, -10, 10) -> 17 values.
+"""
+import jax
+import jax.numpy as jnp
+
+from envs.base import MujocoEnv
+from envs.hopper import _inside
+
+
+class Walker2d(MujocoEnv):
+    xml_file = "walker2d_v5.xml"
+    frame_skip = 4
+    forward_reward_weight = 1.0
+    ctrl_cost_weight = 1e-3
+    healthy_reward = 1.0
+    terminate_when_unhealthy = True
+    healthy_z_range = (0.8, 2.0)
+    healthy_angle_range = (-1.0, 1.0)
+    reset_noise_scale = 5e-3
+    exclude_current_positions_from_observation = True
+    fast_physics = {"iterations": 4, "ls_iterations": 8}
+
+    def _reset_qpos_qvel(self, key):
+        kq, kv = jax.random.split(key)
+        s = self.reset_noise_scale
+        qpos = self.init_qpos + jax.random.uniform(kq, self.init_qpos.shape, minval=-s, maxval=s)
+        qvel = self.init_qvel + jax.random.uniform(kv, self.init_qvel.shape, minval=-s, maxval=s)
+        return qpos, qvel
+
+    def _observation(self, data):
+        qpos = data.qpos[1:] if self.exclude_current_positions_from_observation else data.qpos
+        return jnp.concatenate([qpos, jnp.clip(data.qvel, -10.0, 10.0)]).astype(jnp.float32)
+
+    def is_healthy(self, data):
+        z, angle = data.qpos[1], data.qpos[2]
+        return _inside(z, self.healthy_z_range) & _inside(angle, self.healthy_angle_range)
+
+    def _reward_and_termination(self, before, after, ctrl):
+        x_velocity = (after.qpos[0] - before.qpos[0]) / self.dt
+        healthy = self.is_healthy(after)
+        forward_reward = self.forward_reward_weight * x_velocity
+        healthy_reward = healthy * self.healthy_reward
+        ctrl_cost = self.ctrl_cost_weight * jnp.sum(jnp.square(ctrl))
+        terminated = ~healthy & self.terminate_when_unhealthy
+        info = {
+            "x_position": after.qpos[0],
+            "z_distance_from_origin": after.qpos[1] - self.init_qpos[1],
+            "x_velocity": x_velocity,
+            "reward_forward": forward_reward,
+            "reward_ctrl": -ctrl_cost,
+            "reward_survive": healthy_reward,
+        }
+        return forward_reward + healthy_reward - ctrl_cost, terminated, info

@@ -1,0 +1,357 @@
+"""Parity harness: our MJX ports against Gymnasium's own v5 environments (MuJoCo C, float64).
+
+Used by tests/test_env_parity.py for every registered task, and by hand to measure a physics
+setting's fidelity:
+
+    from tests.gym_parity import run_parity            # or `import gym_parity` from tests/
+    result = run_parity("hopper")                       # physics="v5", 128 states, 2000 resets
+    print(result.summary())
+
+What `run_parity` does, for one task:
+1. Rolls out gymnasium's env (`gymnasium.make(GYM_IDS[name])`, seeded) with uniform random
+   actions, resetting whenever an episode terminates or is truncated, and keeps `n_states`
+   physics states (qpos, qvel; for reacher the goal is part of qpos): up to a quarter are states
+   whose next step terminated and states just after a termination (falls), the rest are drawn
+   at random from everything visited (reset states included).
+2. From each state both simulators restart and take one step with the same action: ours
+   `env.reset_to(qpos, qvel)` then `env.step(state, a)` with a ~ U[-1, 1]^nu; gymnasium
+   `mj_resetData` + `set_state(qpos, qvel)` (mj_forward) then `step(ctrl)`, where ctrl is the
+   same linear map of `a` into ctrlrange that `MujocoEnv.scale_action` applies. Compared: the
+   reset observation (after mj_forward only, like gymnasium's reset), the stepped observation,
+   reward, terminated, and qpos/qvel after the step.
+3. Reset distribution: mean, std and excess kurtosis of the initial qpos/qvel over `n_resets`
+   gymnasium resets and `n_resets` of ours (`env.reset`), as z-scores using standard errors.
+
+Steps 2 and 3 on our side are ONE jitted, vmapped function, compiled once per (task, physics).
+
+`gym_model_hook(model)` may edit gymnasium's MjModel before anything runs (e.g. humanoid's PGS ->
+Newton substitution). The default, `sync_options_hook(env)`, copies every MjOption field in which
+our env's model differs from gymnasium's XML model, so "v5" parity compares the same equations;
+pass `gym_model_hook=None` to compare against the unmodified v5 model (fidelity of "fast").
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _REPO not in sys.path:  # the repo's `envs`, never PyPI's unrelated `envs` package
+    sys.path.insert(0, _REPO)
+
+import gymnasium  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import mujoco  # noqa: E402
+
+import envs  # noqa: E402
+
+# Our registry name -> the Gymnasium id it ports.
+GYM_IDS: dict[str, str] = {
+    "inverted_pendulum": "InvertedPendulum-v5",
+    "inverted_double_pendulum": "InvertedDoublePendulum-v5",
+    "reacher": "Reacher-v5",
+    "swimmer": "Swimmer-v5",
+    "halfcheetah": "HalfCheetah-v5",
+    "hopper": "Hopper-v5",
+    "walker2d": "Walker2d-v5",
+    "ant": "Ant-v5",
+    "humanoid": "Humanoid-v5",
+}
+
+# MjOption fields that sync_options_hook compares and copies.
+OPTION_FIELDS = (
+    "timestep", "integrator", "solver", "iterations", "ls_iterations", "tolerance",
+    "ls_tolerance", "noslip_iterations", "cone", "impratio", "density", "viscosity", "wind",
+    "gravity", "disableflags", "enableflags",
+)
+
+ModelHook = Callable[[mujoco.MjModel], None]
+_AUTO = object()
+
+
+def option_differences(ours: mujoco.MjModel, theirs: mujoco.MjModel) -> dict[str, Any]:
+    """{field: our value} for every OPTION_FIELDS entry where the two models differ."""
+    diff = {}
+    for field in OPTION_FIELDS:
+        a, b = np.asarray(getattr(ours.opt, field)), np.asarray(getattr(theirs.opt, field))
+        if a.shape != b.shape or not np.array_equal(a, b):
+            diff[field] = getattr(ours.opt, field)
+    return diff
+
+
+def sync_options_hook(env: envs.MujocoEnv) -> ModelHook:
+    """A hook that makes gymnasium's model use our env's solver/integrator settings."""
+
+    def hook(model: mujoco.MjModel) -> None:
+        for field, value in option_differences(env.mj_model, model).items():
+            if np.ndim(value):
+                getattr(model.opt, field)[:] = value
+            else:
+                setattr(model.opt, field, value)
+
+    return hook
+
+
+def make_gym_env(name: str, gym_model_hook: Optional[ModelHook] = None) -> gymnasium.Env:
+    env = gymnasium.make(GYM_IDS[name])
+    if gym_model_hook is not None:
+        gym_model_hook(env.unwrapped.model)
+    return env
+
+
+def collect_states(
+    gym_env: gymnasium.Env, n_states: int, seed: int, steps_per_state: int = 10
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random-action rollouts of the (time-limited) gymnasium env.
+
+    Returns qpos [n, nq], qvel [n, nv] (float64) and kind [n] (0 ordinary, 1 the next step
+    terminated, 2 just terminated).
+    """
+    u = gym_env.unwrapped
+    gym_env.action_space.seed(seed)
+    gym_env.reset(seed=seed)
+    qpos, qvel, kind = [], [], []
+    for _ in range(n_states * steps_per_state):
+        qpos.append(u.data.qpos.copy())
+        qvel.append(u.data.qvel.copy())
+        kind.append(0)
+        _, _, terminated, truncated, _ = gym_env.step(gym_env.action_space.sample())
+        if terminated:
+            kind[-1] = 1
+            qpos.append(u.data.qpos.copy())
+            qvel.append(u.data.qvel.copy())
+            kind.append(2)
+        if terminated or truncated:
+            gym_env.reset()
+    qpos, qvel, kind = np.array(qpos), np.array(qvel), np.array(kind)
+    rng = np.random.default_rng(seed)
+    falls = np.flatnonzero(kind > 0)
+    falls = rng.permutation(falls)[: n_states // 4]
+    rest = rng.choice(np.flatnonzero(kind == 0), n_states - len(falls), replace=False)
+    pick = np.sort(np.concatenate([falls, rest]))
+    return qpos[pick], qvel[pick], kind[pick]
+
+
+def _gym_one_step(gym_env: gymnasium.Env, qpos, qvel, ctrl):
+    """mj_resetData + set_state + step, per state. Returns dict of stacked arrays."""
+    u = gym_env.unwrapped
+    out = {k: [] for k in ("reset_obs", "obs", "reward", "terminated", "qpos", "qvel")}
+    for q, v, c in zip(qpos, qvel, ctrl):
+        mujoco.mj_resetData(u.model, u.data)  # zero warmstart, as mjx.make_data
+        u.set_state(q, v)
+        out["reset_obs"].append(u._get_obs())
+        obs, reward, terminated, _, _ = u.step(c)
+        out["obs"].append(obs)
+        out["reward"].append(reward)
+        out["terminated"].append(terminated)
+        out["qpos"].append(u.data.qpos.copy())
+        out["qvel"].append(u.data.qvel.copy())
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def _gym_resets(gym_env: gymnasium.Env, n: int, seed: int):
+    u = gym_env.unwrapped
+    qpos, qvel = [], []
+    gym_env.reset(seed=seed)
+    for i in range(n):
+        if i:
+            gym_env.reset()
+        qpos.append(u.data.qpos.copy())
+        qvel.append(u.data.qvel.copy())
+    return np.asarray(qpos), np.asarray(qvel)
+
+
+# XLA options for the parity executable: it runs once on ~100 states, so compile time is what
+# counts; optimisation level 0 cut its CPU compile time by about a third in our measurement.
+COMPILER_OPTIONS = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+_COMPILED: dict[tuple, tuple] = {}
+
+
+def batched_fn(env: envs.MujocoEnv) -> Callable:
+    """vmap of reset_to+step(qpos, qvel, action) and of the reset noise (keys), not jitted.
+
+    The reset distribution uses `_reset_qpos_qvel`, the part of `env.reset` that draws the state
+    (`reset` = `reset_to(*_reset_qpos_qvel(key))`, and reset_to is checked state by state).
+    """
+
+    def one(qpos, qvel, action):
+        s0 = env.reset_to(qpos, qvel)
+        s1 = env.step(s0, action)
+        return {
+            "reset_obs": s0.obs, "obs": s1.obs, "reward": s1.reward,
+            "terminated": s1.terminated, "qpos": s1.data.qpos, "qvel": s1.data.qvel,
+        }
+
+    def fn(qpos, qvel, actions, keys):
+        return jax.vmap(one)(qpos, qvel, actions), jax.vmap(env._reset_qpos_qvel)(keys)
+
+    return fn
+
+
+def run_batched(env: envs.MujocoEnv, *args):
+    """Runs batched_fn(env) on args; compiled once per (env object, shapes) and cached."""
+    key = (id(env),) + tuple((np.shape(a), str(getattr(a, "dtype", ""))) for a in args)
+    if key not in _COMPILED:
+        lowered = jax.jit(batched_fn(env)).lower(*args)
+        _COMPILED[key] = (env, lowered.compile(COMPILER_OPTIONS))  # env kept alive: id unique
+    return jax.block_until_ready(_COMPILED[key][1](*args))
+
+
+def moment_z_scores(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-column z-scores of the difference in mean, std and excess kurtosis of samples a, b.
+
+    Standard errors: mean s/sqrt(n); std sqrt(m4 - s^4) / (2 s sqrt(n)) (delta method on the
+    sample variance, valid for any distribution with a 4th moment); excess kurtosis sqrt(24/n)
+    (its normal-theory value; smaller for the bounded uniform and disc laws used here).
+    Columns where both samples are constant get z = 0 if equal and inf otherwise.
+    """
+
+    def stats(x):
+        n = len(x)
+        m, s = x.mean(0), x.std(0)
+        m4 = ((x - m) ** 4).mean(0)
+        safe = np.where(s > 0, s, 1.0)
+        return n, m, s, m4, np.where(s > 0, m4 / safe**4 - 3.0, 0.0)
+
+    na, ma, sa, m4a, ka = stats(a)
+    nb, mb, sb, m4b, kb = stats(b)
+    const = (sa < 1e-12) & (sb < 1e-12)
+
+    def z(diff, se):
+        out = np.abs(diff) / np.where(se > 0, se, np.inf)
+        out = np.where(const, np.where(np.abs(diff) < 1e-6, 0.0, np.inf), out)
+        return out
+
+    se_mean = np.sqrt(sa**2 / na + sb**2 / nb)
+    se_std = np.sqrt(
+        np.maximum(m4a - sa**4, 0) / (4 * np.maximum(sa, 1e-12) ** 2 * na)
+        + np.maximum(m4b - sb**4, 0) / (4 * np.maximum(sb, 1e-12) ** 2 * nb)
+    )
+    se_kurt = np.sqrt(24.0 / na + 24.0 / nb)
+    return {
+        "mean": z(ma - mb, se_mean), "std": z(sa - sb, se_std), "kurtosis": z(ka - kb, se_kurt),
+        "mean_a": ma, "mean_b": mb, "std_a": sa, "std_b": sb, "kurt_a": ka, "kurt_b": kb,
+    }
+
+
+def _errors(ours: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    d = np.abs(ours.astype(np.float64) - ref)
+    return {"max_abs": float(d.max(initial=0.0)), "max_scaled": float((d / (1.0 + np.abs(ref))).max(initial=0.0))}
+
+
+def _norm_rel(ours: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    """Per-state ||ours - ref|| / max(||ref||, 1e-6): median and max over states."""
+    rel = np.linalg.norm(ours - ref, axis=-1) / np.maximum(np.linalg.norm(ref, axis=-1), 1e-6)
+    return {"median": float(np.median(rel)), "max": float(rel.max())}
+
+
+@dataclasses.dataclass
+class ParityResult:
+    name: str
+    physics: str
+    gym_options_changed: dict[str, Any]
+    kind: np.ndarray  # [n] 0 ordinary state, 1 pre-termination, 2 post-termination
+    actions: np.ndarray  # [n, nu] in [-1, 1]
+    ours: dict[str, np.ndarray]
+    gym: dict[str, np.ndarray]
+    reset_z: Optional[dict[str, dict[str, np.ndarray]]]  # "qpos"/"qvel" -> moment_z_scores
+    seconds: dict[str, float]
+
+    def errors(self) -> dict[str, Any]:
+        o, g = self.ours, self.gym
+        out = {
+            "reset_obs": _errors(o["reset_obs"], g["reset_obs"]),
+            "obs": _errors(o["obs"], g["obs"]),
+            "reward": _errors(o["reward"], g["reward"]),
+            "qpos": _errors(o["qpos"], g["qpos"]),
+            "qvel": _errors(o["qvel"], g["qvel"]),
+            "qpos_rel": _norm_rel(o["qpos"], g["qpos"]),
+            "qvel_rel": _norm_rel(o["qvel"], g["qvel"]),
+            "terminated_mismatch": int((o["terminated"] != g["terminated"]).sum()),
+            "terminated_gym": int(g["terminated"].sum()),
+            "n_states": len(self.kind),
+        }
+        if self.reset_z is not None:
+            for part, z in self.reset_z.items():
+                for moment in ("mean", "std", "kurtosis"):
+                    out[f"reset_{part}_{moment}_zmax"] = float(np.max(z[moment]))
+        return out
+
+    def summary(self) -> str:
+        e = self.errors()
+        lines = [f"{self.name} physics={self.physics} gym options changed: {self.gym_options_changed}"]
+        for k, v in e.items():
+            lines.append(f"  {k}: {v}")
+        lines.append(f"  seconds: {self.seconds}")
+        return "\n".join(lines)
+
+
+def run_parity(
+    name: str,
+    physics: str = "v5",
+    n_states: int = 128,
+    n_resets: int = 2000,
+    seed: int = 0,
+    env: Optional[envs.MujocoEnv] = None,
+    gym_model_hook: Any = _AUTO,
+) -> ParityResult:
+    """One-step parity and (if n_resets) reset-distribution comparison; see the module doc."""
+    t0 = time.perf_counter()
+    env = env if env is not None else envs.make(name, physics)
+    if gym_model_hook is _AUTO:
+        gym_model_hook = sync_options_hook(env)
+    gym_env = make_gym_env(name, gym_model_hook)
+    u = gym_env.unwrapped
+    changed = option_differences(u.model, envs.base.gymnasium_model(env.xml_file))
+    if u.model.nq != env.mj_model.nq or u.model.nu != env.action_size:
+        raise AssertionError(f"{name}: gymnasium's model and ours differ in size")
+
+    qpos, qvel, kind = collect_states(gym_env, n_states, seed)
+    rng = np.random.default_rng(seed + 1)
+    actions = rng.uniform(-1.0, 1.0, (len(qpos), env.action_size)).astype(np.float32)
+    low, high = u.model.actuator_ctrlrange[:, 0], u.model.actuator_ctrlrange[:, 1]
+    ctrl = low + (actions.astype(np.float64) + 1.0) * 0.5 * (high - low)
+    t1 = time.perf_counter()
+    gym = _gym_one_step(gym_env, qpos, qvel, ctrl)
+    reset_gym = _gym_resets(gym_env, n_resets, seed) if n_resets else None
+    t2 = time.perf_counter()
+
+    keys = jax.random.split(jax.random.key(seed), max(n_resets, 1))
+    ours, reset_ours = run_batched(
+        env, jnp.asarray(qpos, jnp.float32), jnp.asarray(qvel, jnp.float32), jnp.asarray(actions), keys
+    )
+    t3 = time.perf_counter()
+    ours = {k: np.asarray(v) for k, v in ours.items()}
+    reset_z = None
+    if n_resets:
+        reset_z = {
+            "qpos": moment_z_scores(np.asarray(reset_ours[0], np.float64), reset_gym[0]),
+            "qvel": moment_z_scores(np.asarray(reset_ours[1], np.float64), reset_gym[1]),
+        }
+    gym_env.close()
+    return ParityResult(
+        name=name, physics=physics, gym_options_changed=changed, kind=kind, actions=actions,
+        ours=ours, gym=gym, reset_z=reset_z,
+        seconds={"collect": t1 - t0, "gym": t2 - t1, "ours_jit+run": t3 - t2},
+    )
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", default=[n for n in GYM_IDS if n in envs.REGISTRY])
+    parser.add_argument("--physics", default="v5")
+    parser.add_argument("--states", type=int, default=128)
+    parser.add_argument("--resets", type=int, default=2000)
+    parser.add_argument("--unsynced", action="store_true", help="compare against the unmodified v5 model")
+    args = parser.parse_args()
+    for task in args.names:
+        hook = None if args.unsynced else _AUTO
+        print(run_parity(task, args.physics, args.states, args.resets, gym_model_hook=hook).summary(), flush=True)

@@ -17,7 +17,9 @@ class HalfCheetah(MujocoEnv):
     ctrl_cost_weight = 0.1
     reset_noise_scale = 0.1
     exclude_current_positions_from_observation = True
-    # Measured (see docs/report): Euler is the XML's integrator; fewer Newton iterations only.
+    # physics="fast": the XML's Euler with Newton capped at 4 iterations / 8 line-search steps.
+    # Measured (CPU, 32 envs, one-step vs gymnasium's v5 on 128 states): same error as "v5"
+    # (obs 8.4e-4 max abs), ~2.2x the steps/s; 2/4 or 1/4 iterations miss qvel by 3.9 / 7.0.
     fast_physics = {"iterations": 4, "ls_iterations": 8}
 
     def _reset_qpos_qvel(self, key):

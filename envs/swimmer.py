@@ -17,7 +17,11 @@ class Swimmer(MujocoEnv):
     ctrl_cost_weight = 1e-4
     reset_noise_scale = 0.1
     exclude_current_positions_from_observation = True
-    fast_physics = {}
+    # physics="fast": the XML's RK4 with Newton capped at 4 / 8 line-search steps (only joint
+    # limits are constraints). Measured (CPU, 32 envs, one-step vs gymnasium's v5): same error as
+    # "v5" (obs 4.5e-6), ~1.6x the steps/s; Euler misses qvel by 0.23. (MJX refuses implicitfast
+    # with fluid forces.)
+    fast_physics = {"iterations": 4, "ls_iterations": 8}
 
     def _reset_qpos_qvel(self, key):
         kq, kv = jax.random.split(key)

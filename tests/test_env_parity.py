@@ -49,8 +49,14 @@ MINE = ["inverted_pendulum", "inverted_double_pendulum", "reacher", "swimmer", "
 TERMINATING = {"inverted_pendulum", "inverted_double_pendulum", "hopper", "walker2d", "ant", "humanoid"}
 
 TOL = {"reset_obs": 1e-5, "obs": 2e-3, "qpos": 2e-3, "qvel": 2e-3, "reward": 1e-4}
-# Per-task loosening, each with its measured reason (none needed so far).
-TOL_OVERRIDES: dict[str, dict[str, float]] = {}
+# Per-task loosening, each with its measured reason.
+TOL_OVERRIDES: dict[str, dict[str, float]] = {
+    # Ant-v5's observation carries the contact forces (cfrc_ext) of its four feet. With up to
+    # four pyramidal-cone contacts solved in float32, one sampled state (a foot landing) gave a
+    # relative error of 4.5e-3 in one cfrc_ext component and 1.2e-4 in the reward (whose contact
+    # cost is that force squared). Measured on this harness's 128 states; the limits leave 2x.
+    "ant": {"obs": 1e-2, "reward": 3e-4},
+}
 Z_MAX = 5.0
 
 

@@ -56,6 +56,10 @@ TOL_OVERRIDES: dict[str, dict[str, float]] = {
     # relative error of 4.5e-3 in one cfrc_ext component and 1.2e-4 in the reward (whose contact
     # cost is that force squared). Measured on this harness's 128 states; the limits leave 2x.
     "ant": {"obs": 1e-2, "reward": 3e-4},
+    # Humanoid-v5's reward holds the contact cost 5e-7 * sum(cfrc_ext^2) of up to a dozen
+    # contacts solved in float32 (and Newton in place of PGS): one of 128 states gave a scaled
+    # reward error of 1.21e-4 (ours 0.10172 vs gymnasium 0.10186); the limit leaves 2.5x.
+    "humanoid": {"reward": 3e-4},
 }
 Z_MAX = 5.0
 

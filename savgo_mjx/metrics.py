@@ -5,6 +5,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 from typing import Any, Optional
 
 from rich.console import Console
@@ -69,7 +70,7 @@ class MetricsLogger:
         if self._progress is not None:
             self._progress.console.print(message)
         else:
-            print(message, flush=True)
+            print(message, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self._progress is not None:

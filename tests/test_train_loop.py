@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from savgo_mjx.checkpoint import Checkpointer
-from savgo_mjx.config import Config
+from savgo_mjx.config import Config, defaults_for
 from savgo_mjx.metrics import read_metrics
 from savgo_mjx.train_loop import TrainingDiverged, train
 from savgo_mjx.trainer import Trainer
@@ -99,9 +99,11 @@ def test_ctrl_c_saves_a_checkpoint_then_exits_cleanly(tmp_path):
     run_dir = tmp_path / "run"
     args = [sys.executable, "train.py", "--run-dir", str(run_dir), "--no-progress",
             "--total-steps", "10_000_000", "--checkpoint-every", "0"]
+    preset = defaults_for(TINY.env)  # what train.py starts from; pass every difference
     for f in dataclasses.fields(TINY):
-        if f.name not in ("total_steps", "checkpoint_every", "progress", "run_dir"):
-            args += [f"--{f.name.replace('_', '-')}", str(getattr(TINY, f.name))]
+        value = getattr(TINY, f.name)
+        if f.name not in ("total_steps", "checkpoint_every", "progress", "run_dir") and value != getattr(preset, f.name):
+            args += [f"--{f.name.replace('_', '-')}", str(value)]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ))
     metrics = run_dir / "metrics.jsonl"

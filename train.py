@@ -3,6 +3,7 @@
     python train.py                                   # InvertedPendulum on CPU, a few minutes
     python train.py --env humanoid --num-envs 4096    # on a GPU
     python train.py --env halfcheetah --ablation B1   # one of the paper's ablations
+    python train.py --num-seeds 8 --sweep lam=1,1.5,2 # 24 runs in one compiled program
     python train.py --help                            # every knob
 
 Defaults come from savgo_mjx.config.Config, then configs/<env>.toml, then --config FILE, then the
@@ -50,7 +51,7 @@ def parse(argv: list[str]) -> Config:
     if ablation is not None:
         if ablation not in ABLATIONS:
             raise ConfigError(f"unknown ablation {ablation!r}; valid: {', '.join(ABLATIONS)}")
-        base = dataclasses.replace(base, **ABLATIONS[ablation])
+        base = dataclasses.replace(base, ablation=ablation, **ABLATIONS[ablation])
     return tyro.cli(Config, default=base, args=argv, description=__doc__)
 
 

@@ -21,7 +21,7 @@ Parts of one iteration, each jitted on its own on the real (warmed-up) TrainStat
 `--reps` times inside a `fori_loop` per call, its carry donated and chained from call to call:
 env_step   policy action (normalised obs -> actor sample) + `VecEnv.step` (auto-reset included).
 insert     `replay.insert` of N transitions + `normalize.update_stats` (obs statistics).
-updates    `Trainer._updates`: G updates, each sampling B transitions, normalising them and
+updates    `Trainer.learn`: G updates, each sampling B transitions, normalising them and
            running `Agent.update` (savgo), on the warmed-up buffer.
 updates_sac the same with `algo="sac"` (a fresh SAC agent, same buffer, same B/G/hidden): SAVGO's
            per-update cost over SAC's is the ratio asked for (goal <= 1.5).
@@ -101,7 +101,7 @@ def prepare_e2e(trainer: Trainer, seed: int, iterations: int) -> tuple[Bench, Tr
     """Trainer.run_chunk as train.py compiles it; returns the bench and a warmed-up state copy.
     Its first_call_s is the ahead-of-time compile plus the warm-up chunk."""
     cfg = trainer.cfg
-    ts = jax.jit(trainer.init)(seed)
+    ts = trainer.init_members([dataclasses.replace(cfg, seed=seed)])  # one member: [1]-leading
     t0 = time.perf_counter()
     chunk = jax.jit(trainer.run_chunk, donate_argnums=0).lower(ts, jnp.int32(1)).compile()
     compile_s = time.perf_counter() - t0
@@ -110,16 +110,16 @@ def prepare_e2e(trainer: Trainer, seed: int, iterations: int) -> tuple[Bench, Tr
     ts, _ = chunk(ts, jnp.int32(warm_iterations))
     jax.block_until_ready(ts)
     warm_s = time.perf_counter() - t0
-    if int(ts.env_steps) < cfg.warmup_steps or int(ts.buffer.size) < cfg.batch_size:
+    if int(ts.env_steps[0]) < cfg.warmup_steps or int(ts.buffer.size[0]) < cfg.batch_size:
         raise RuntimeError("warm-up did not reach the learning phase")
-    snapshot = _copy(ts)
+    snapshot = _copy(jax.tree.map(lambda x: x[0], ts))
     holder = [ts]
     learned = []
 
     def run():
         holder[0], metrics = chunk(holder[0], jnp.int32(iterations))
         jax.block_until_ready(holder[0])
-        learned.append(float(metrics["critic_loss"]) != 0.0)
+        learned.append(float(metrics["critic_loss"][0]) != 0.0)
 
     run()  # the first call at the timed length (not timed: run_chunk's count is traced)
     row = dict(name="e2e", what=f"Trainer.run_chunk ({iterations} iterations, updates on)",
@@ -181,14 +181,15 @@ def prepare_insert_part(trainer: Trainer, ts: TrainState, reps: int) -> Bench:
 
 
 def prepare_updates(trainer: Trainer, ts: TrainState, reps: int, agent_state=None, name="updates") -> Bench:
-    """Trainer._updates (G updates of B sampled transitions) `reps` times, on ts's buffer."""
+    """Trainer.learn (G updates of B sampled transitions) `reps` times, on ts's buffer."""
     cfg = trainer.cfg
     agent_state = _copy(ts.agent) if agent_state is None else agent_state
 
     def part(agent_state, hyper, buffer, obs_stats, env_steps, key):
         def body(i, agent_state):
-            return trainer._updates(agent_state, hyper, buffer, obs_stats, env_steps,
-                                    jax.random.fold_in(key, i))[0]
+            view = types.SimpleNamespace(agent=agent_state, hyper=hyper, buffer=buffer,
+                                         obs_stats=obs_stats, env_steps=env_steps)
+            return trainer.learn(view, jax.random.fold_in(key, i))[0]
 
         return jax.lax.fori_loop(0, reps, body, agent_state)
 

@@ -82,7 +82,7 @@ def _optimizer(cfg: Config, weight_decay: float = 0.0) -> optax.GradientTransfor
     return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), decay, adam)
 
 
-def _with_lr(opt_state: optax.OptState, lr: float | jax.Array) -> optax.OptState:
+def with_lr(opt_state: optax.OptState, lr: float | jax.Array) -> optax.OptState:
     """Sets the learning rate held by the inject_hyperparams state at the end of the chain."""
     *rest, adam_state = opt_state
     hyper = dict(adam_state.hyperparams, learning_rate=jnp.asarray(lr, jnp.float32))
@@ -118,10 +118,10 @@ class Agent:
         return AgentState(
             actor=actor, critic=critic, critic_target=critic, embed=embed, embed_target=embed,
             log_alpha=log_alpha, beta=jnp.ones((), jnp.float32),
-            actor_opt=_with_lr(self.actor_tx.init(actor), cfg.actor_lr),
-            critic_opt=_with_lr(self.critic_tx.init(critic), cfg.critic_lr),
-            embed_opt=_with_lr(self.embed_tx.init(embed), cfg.embedding_lr),
-            alpha_opt=_with_lr(self.alpha_tx.init(log_alpha), cfg.alpha_lr),
+            actor_opt=with_lr(self.actor_tx.init(actor), cfg.actor_lr),
+            critic_opt=with_lr(self.critic_tx.init(critic), cfg.critic_lr),
+            embed_opt=with_lr(self.embed_tx.init(embed), cfg.embedding_lr),
+            alpha_opt=with_lr(self.alpha_tx.init(log_alpha), cfg.alpha_lr),
         )
 
     def act(self, actor_params: Params, obs: jax.Array, key: jax.Array) -> jax.Array:

@@ -48,7 +48,7 @@ class Checkpointer:
 
     def save(self, ts: TrainState) -> int:
         """Saves under the env-step count; blocks until the write is complete."""
-        step = int(ts.env_steps)
+        step = int(ts.env_steps[0])  # members share the count
         items = {"state": ocp.args.StandardSave(_flat(ts.replace(buffer=None)))}
         if self.save_buffer:
             items["buffer"] = ocp.args.StandardSave(_flat(ts.buffer))

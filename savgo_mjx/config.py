@@ -8,6 +8,7 @@ override everything.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 from typing import Literal, Optional
 
@@ -41,6 +42,13 @@ class Config:
     """Where config.json, metrics.jsonl and checkpoints go (default runs/<env>-<algo>-<seed>-<time>)."""
     resume: bool = False
     """Continue the run in --run-dir from its latest checkpoint."""
+    num_seeds: int = 1
+    """Seeds seed, seed+1, ... trained side by side as a vmapped axis of one compiled program."""
+    sweep: tuple[str, ...] = ()
+    """NAME=V1,V2,... per swept hyperparameter (traced ones only, see SWEEPABLE); every
+    combination of the values, times --num-seeds, trains in one compiled program."""
+    ablation: Optional[str] = None
+    """The paper ablation applied (a key of ABLATIONS; set with --ablation), kept for reports."""
 
     # --- replay and updates ------------------------------------------------------------------
     buffer_size: int = 200_000
@@ -128,6 +136,47 @@ ABLATIONS: dict[str, dict] = {
 """The paper's ablations (SAVGO.md section 5) as config overrides."""
 
 
+SWEEPABLE = ("gamma", "lam", "eta", "beta_decay", "huber_delta", "kernel_eps", "candidate_noise",
+             "target_noise", "tau_start", "tau_end", "tau_anneal_steps", "target_rate",
+             "target_entropy", "actor_lr", "critic_lr", "embedding_lr", "alpha_lr", "alpha_init")
+"""Hyperparameters that are traced inputs of the compiled program (agent.Hyper, the optimiser
+states, the initial temperature): a sweep over them shares one compile. Everything else (sizes,
+switches, clipping, weight decay) changes the program."""
+
+
+def parse_sweep(sweep: tuple[str, ...]) -> dict[str, list[float]]:
+    """("lam=1,1.5", "eta=0.5") -> {"lam": [1.0, 1.5], "eta": [0.5]}; ConfigError if malformed."""
+    grid: dict[str, list[float]] = {}
+    for item in sweep:
+        name, sep, values = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not values.strip():
+            raise ConfigError(f"--sweep entries look like NAME=V1,V2,...; got {item!r}")
+        if name not in SWEEPABLE:
+            raise ConfigError(f"cannot sweep {name!r} in one program; sweepable: {', '.join(SWEEPABLE)}")
+        if name in grid:
+            raise ConfigError(f"--sweep names {name!r} twice")
+        try:
+            grid[name] = [float(v) for v in values.split(",")]
+        except ValueError:
+            raise ConfigError(f"--sweep {name}: values must be numbers, got {values!r}") from None
+    return grid
+
+
+def members(cfg: Config) -> list[Config]:
+    """The runs trained side by side: every sweep combination (outer) times every seed (inner).
+    Each member is a full Config whose seed and swept values are its own."""
+    grid = parse_sweep(cfg.sweep)
+    out = []
+    for values in itertools.product(*grid.values()):
+        setting = dict(zip(grid, values))
+        if "tau_anneal_steps" in setting:
+            setting["tau_anneal_steps"] = int(setting["tau_anneal_steps"])
+        for i in range(cfg.num_seeds):
+            out.append(dataclasses.replace(cfg, seed=cfg.seed + i, **setting))
+    return out
+
+
 def load_toml(path: str) -> dict:
     """Reads a preset file and checks its keys against Config."""
     if not os.path.isfile(path):
@@ -164,7 +213,7 @@ def validate(cfg: Config, observation_size: int = 0, action_size: int = 0) -> No
 
     if cfg.env not in envs.REGISTRY:
         raise ConfigError(f"unknown env {cfg.env!r}; valid names: {', '.join(sorted(envs.REGISTRY))}")
-    positive = ["num_envs", "total_steps", "buffer_size", "batch_size", "updates_per_iter",
+    positive = ["num_seeds", "num_envs", "total_steps", "buffer_size", "batch_size", "updates_per_iter",
                 "geometry_batch", "actor_batch", "num_candidates", "eval_envs", "log_every", "hidden"]
     for name in positive:
         if getattr(cfg, name) <= 0:
@@ -197,3 +246,8 @@ def validate(cfg: Config, observation_size: int = 0, action_size: int = 0) -> No
         raise ConfigError("--geometry-batch must be at least 2 (the loss is over pairs)")
     if cfg.resume and cfg.run_dir is None:
         raise ConfigError("--resume needs --run-dir (the run to continue)")
+    if cfg.ablation is not None and cfg.ablation not in ABLATIONS:
+        raise ConfigError(f"unknown ablation {cfg.ablation!r}; valid: {', '.join(ABLATIONS)}")
+    if cfg.sweep:
+        for member in members(cfg):
+            validate(dataclasses.replace(member, sweep=()))

@@ -15,13 +15,18 @@ from savgo_mjx.config import Config
 
 
 def _clean(value: Any) -> Any:
-    """JSON has no NaN: a quantity with no data (no episode ended yet) becomes null."""
-    value = float(value) if hasattr(value, "__float__") else value
+    """Plain JSON: numpy/jax scalars become int or float, and NaN (a quantity with no data, e.g.
+    no episode ended yet) becomes null."""
+    if hasattr(value, "dtype") and getattr(value, "ndim", 0) == 0:
+        value = value.item()
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 class MetricsLogger:
-    """One JSON object per log line in RUN_DIR/metrics.jsonl; appends when a run resumes."""
+    """One JSON object per member and log point in RUN_DIR/metrics.jsonl (appends when a run
+    resumes). Every row has env_steps (per member), wall_s (since start, compile included), sps
+    (env steps per second of the whole program, all members together), member, seed, the swept
+    values, the chunk's mean losses and episode return, and eval_return at evaluation points."""
 
     def __init__(self, cfg: Config, run_dir: str, initial_steps: int = 0):
         self.cfg = cfg
@@ -49,21 +54,27 @@ class MetricsLogger:
             )
             self._progress.start()
 
-    def log(self, row: dict[str, Any]) -> None:
-        row = {k: _clean(v) for k, v in row.items()}
-        self._file.write(json.dumps(row) + "\n")
+    def log(self, rows: list[dict[str, Any]]) -> None:
+        """One log point: a row per member, all at the same env_steps."""
+        rows = [{k: _clean(v) for k, v in row.items()} for row in rows]
+        for row in rows:
+            self._file.write(json.dumps(row) + "\n")
         self._file.flush()
         if self._wandb is not None:
-            self._wandb.log({k: v for k, v in row.items() if v is not None}, step=row["env_steps"])
+            flat = {}
+            for row in rows:  # several members: "member/key" so that each gets its own curve
+                prefix = f"{row['member']}/" if len(rows) > 1 else ""
+                flat.update({prefix + k: v for k, v in row.items() if v is not None})
+            self._wandb.log(flat, step=rows[0]["env_steps"])
         if self._progress is not None:
             returns = []
-            if row.get("episode_return") is not None:
-                returns.append(f"return {row['episode_return']:.1f}")
-            if row.get("eval_return") is not None:
-                returns.append(f"eval {row['eval_return']:.1f}")
+            for key, name in (("episode_return", "return"), ("eval_return", "eval")):
+                values = [row[key] for row in rows if row.get(key) is not None]
+                if values:  # the mean over members
+                    returns.append(f"{name} {sum(values) / len(values):.1f}")
             self._progress.update(
-                self._task, completed=min(row["env_steps"], self.cfg.total_steps),
-                sps=f"{row.get('sps') or 0:,.0f} sps", returns="  ".join(returns),
+                self._task, completed=min(rows[0]["env_steps"], self.cfg.total_steps),
+                sps=f"{rows[0].get('sps') or 0:,.0f} sps", returns="  ".join(returns),
             )
 
     def print(self, message: str) -> None:

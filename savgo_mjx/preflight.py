@@ -45,15 +45,18 @@ def free_device_bytes(device: jax.Device | None = None) -> int:
 
 
 def check_memory(cfg: Config, observation_size: int, action_size: int, env_state_bytes: int,
-                 free_bytes: int | None = None, headroom: float = 0.85) -> dict[str, int]:
-    """Raises ConfigError with a capacity that would fit when the run needs too much memory."""
-    parts = footprint_bytes(cfg, observation_size, action_size, env_state_bytes)
+                 free_bytes: int | None = None, headroom: float = 0.85,
+                 num_members: int = 1) -> dict[str, int]:
+    """Raises ConfigError with a capacity that would fit when the run needs too much memory.
+    Every member (seed, swept setting) has its own buffer, envs and update activations."""
+    parts = {k: v * num_members
+             for k, v in footprint_bytes(cfg, observation_size, action_size, env_state_bytes).items()}
     free = free_device_bytes() if free_bytes is None else free_bytes
     budget = int(free * headroom)
     total = sum(parts.values())
     if total > budget:
         rest = total - parts["buffer"]
-        fits = max(0, (budget - rest) // transition_bytes(observation_size, action_size))
+        fits = max(0, (budget - rest) // (num_members * transition_bytes(observation_size, action_size)))
         detail = ", ".join(f"{k} {v / GB:.2f} GB" for k, v in parts.items())
         hint = (f"try --buffer-size {fits:,}".replace(",", "_") if fits >= cfg.batch_size
                 else "reduce --num-envs, --actor-batch or --num-candidates")

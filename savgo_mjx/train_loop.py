@@ -14,10 +14,10 @@ import numpy as np
 
 import envs
 from savgo_mjx.checkpoint import Checkpointer
-from savgo_mjx.config import Config, validate
+from savgo_mjx.config import Config, members, parse_sweep, validate
 from savgo_mjx.metrics import MetricsLogger
 from savgo_mjx.preflight import check_memory
-from savgo_mjx.trainer import Trainer
+from savgo_mjx.trainer import Trainer, params_finite
 
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "savgo-mjx", "jax")
 WATCHED = ("critic_loss", "geometry_loss", "actor_loss", "alpha_loss", "q_mean", "alpha")
@@ -46,16 +46,22 @@ def _tree_bytes(tree) -> int:
 
 
 def train(cfg: Config) -> dict:
-    """Trains according to `cfg`; returns a summary (run_dir, env_steps, final eval return...).
+    """Trains according to `cfg`; returns a summary (run_dir, env_steps, eval returns...).
 
-    Raises ConfigError for impossible settings (before allocating anything), TrainingDiverged when
-    a loss or parameter goes non-finite. Ctrl-C saves a checkpoint, then re-raises.
+    Every member (seed times swept setting, `config.members`) trains side by side in one compiled
+    program; metrics.jsonl gets one row per member and log point, keyed by `member` and `seed`
+    (and the swept values). Raises ConfigError for impossible settings (before allocating
+    anything), TrainingDiverged when a loss or parameter goes non-finite. Ctrl-C saves a
+    checkpoint, then re-raises.
     """
     validate(cfg)
+    member_cfgs = members(cfg)
+    swept = list(parse_sweep(cfg.sweep))
     env = envs.make(cfg.env, physics=cfg.physics)
     trainer = Trainer(cfg, env)
     env_state_bytes = _tree_bytes(jax.eval_shape(env.reset, jax.random.PRNGKey(0)))
-    check_memory(cfg, env.observation_size, env.action_size, env_state_bytes)
+    check_memory(cfg, env.observation_size, env.action_size, env_state_bytes,
+                 num_members=len(member_cfgs))
 
     run_dir = cfg.run_dir or default_run_dir(cfg)
     os.makedirs(run_dir, exist_ok=True)
@@ -63,49 +69,56 @@ def train(cfg: Config) -> dict:
         json.dump(dataclasses.asdict(dataclasses.replace(cfg, run_dir=run_dir)), f, indent=2)
 
     checkpointer = Checkpointer(run_dir, save_buffer=cfg.save_buffer)
-    ts = jax.jit(trainer.init)(cfg.seed)
+    ts = trainer.init_members(member_cfgs)
     if cfg.resume:
         ts = checkpointer.restore(ts)
-    start_steps = int(ts.env_steps)
+    start_steps = int(ts.env_steps[0])
 
     t0 = time.perf_counter()
     chunk = jax.jit(trainer.run_chunk, donate_argnums=0).lower(ts, jnp.int32(1)).compile()
-    evaluate = jax.jit(trainer.evaluate)
+    evaluate = jax.jit(trainer.evaluate_members)
     compile_s = time.perf_counter() - t0
 
     total_iterations = math.ceil(cfg.total_steps / cfg.num_envs)
     chunk_iterations = max(1, cfg.log_every // cfg.num_envs)
     logger = MetricsLogger(cfg, run_dir, initial_steps=start_steps)
-    logger.print(f"run dir {run_dir}; {cfg.num_envs} envs; compiled in {compile_s:.1f} s")
+    logger.print(f"run dir {run_dir}; {len(member_cfgs)} member(s) x {cfg.num_envs} envs; "
+                 f"compiled in {compile_s:.1f} s")
+    labels = [{"member": i, "seed": m.seed, **{k: getattr(m, k) for k in swept}}
+              for i, m in enumerate(member_cfgs)]
     last_saved = checkpointer.latest_step()
-    eval_return = None
+    eval_returns = None
     steps = start_steps
     try:
         wall0 = time.perf_counter()
-        while int(ts.iteration) < total_iterations:
-            n = min(chunk_iterations, total_iterations - int(ts.iteration))
+        while int(ts.iteration[0]) < total_iterations:
+            n = min(chunk_iterations, total_iterations - int(ts.iteration[0]))
             tick = time.perf_counter()
             ts, metrics = chunk(ts, jnp.int32(n))
             metrics = jax.device_get(metrics)
             elapsed = time.perf_counter() - tick
-            steps = int(ts.env_steps)
-            _check_finite(metrics, steps, last_saved, run_dir)
+            steps = int(ts.env_steps[0])
+            _check_finite(metrics, steps, last_saved, run_dir, labels)
 
-            row = {"env_steps": steps, "wall_s": time.perf_counter() - wall0 + compile_s,
-                   "sps": n * cfg.num_envs / elapsed}
-            row.update({k: v for k, v in metrics.items() if k != "params_finite"})
-            finished = int(ts.iteration) >= total_iterations
+            shared = {"env_steps": steps, "wall_s": time.perf_counter() - wall0 + compile_s,
+                      "sps": n * cfg.num_envs * len(member_cfgs) / elapsed}
+            rows = [dict(shared, **label, **{k: v[i] for k, v in metrics.items() if k != "params_finite"})
+                    for i, label in enumerate(labels)]
+            finished = int(ts.iteration[0]) >= total_iterations
             if finished or (cfg.eval_every and steps // cfg.eval_every > (steps - n * cfg.num_envs) // cfg.eval_every):
-                returns = np.asarray(evaluate(ts, jax.random.fold_in(jax.random.PRNGKey(cfg.seed + 1), steps)))
-                eval_return = float(returns.mean())
-                row.update(eval_return=eval_return, eval_return_std=float(returns.std()))
-            logger.log(row)
+                keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(m.seed + 1), steps)
+                                  for m in member_cfgs])  # a member's episodes depend on its seed only
+                returns = np.asarray(evaluate(ts, keys))  # [S, eval_envs]
+                eval_returns = [float(r) for r in returns.mean(axis=1)]
+                for row, r in zip(rows, returns):
+                    row.update(eval_return=float(r.mean()), eval_return_std=float(r.std()))
+            logger.log(rows)
             if finished or (cfg.checkpoint_every and steps // cfg.checkpoint_every
                             > (steps - n * cfg.num_envs) // cfg.checkpoint_every):
                 last_saved = checkpointer.save(ts)
     except KeyboardInterrupt:
         jax.block_until_ready(ts)
-        if _finite_params(ts):
+        if bool(np.all(jax.device_get(jax.vmap(params_finite)(ts.agent)))):
             last_saved = checkpointer.save(ts)
             logger.print(f"interrupted: saved a checkpoint at {last_saved} env steps in {run_dir}; "
                          f"continue with --resume --run-dir {run_dir}")
@@ -113,20 +126,24 @@ def train(cfg: Config) -> dict:
     finally:
         logger.close()
         checkpointer.close()
-    return {"run_dir": run_dir, "env_steps": steps, "eval_return": eval_return,
-            "compile_s": compile_s, "wall_s": time.perf_counter() - t0}
+    return {"run_dir": run_dir, "env_steps": steps, "members": len(member_cfgs),
+            "eval_return": None if eval_returns is None else float(np.mean(eval_returns)),
+            "eval_returns": eval_returns, "compile_s": compile_s,
+            "wall_s": time.perf_counter() - t0}
 
 
-def _finite_params(ts) -> bool:
-    params = (ts.agent.actor, ts.agent.critic, ts.agent.embed)
-    return all(bool(jnp.isfinite(x).all()) for x in jax.tree.leaves(params))
-
-
-def _check_finite(metrics: dict, steps: int, last_saved: int | None, run_dir: str) -> None:
-    bad = [k for k in WATCHED if k in metrics and not np.isfinite(metrics[k])]
-    if not metrics["params_finite"]:
-        bad.append("network parameters")
-    if bad:
+def _check_finite(metrics: dict, steps: int, last_saved: int | None, run_dir: str,
+                  labels: list[dict]) -> None:
+    """metrics: per-member arrays [S]. Raises TrainingDiverged naming quantity and member."""
+    problems = []
+    for i, label in enumerate(labels):
+        bad = [k for k in WATCHED if k in metrics and not np.isfinite(metrics[k][i])]
+        if not metrics["params_finite"][i]:
+            bad.append("network parameters")
+        if bad:
+            who = f" (member {i}, seed {label['seed']})" if len(labels) > 1 else ""
+            problems.append(f"{', '.join(bad)}{who}")
+    if problems:
         kept = (f"the last good checkpoint ({last_saved} env steps) in {run_dir} is kept"
                 if last_saved is not None else "no checkpoint had been written yet")
-        raise TrainingDiverged(f"non-finite {', '.join(bad)} by env step {steps}; {kept}")
+        raise TrainingDiverged(f"non-finite {'; '.join(problems)} by env step {steps}; {kept}")

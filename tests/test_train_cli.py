@@ -18,6 +18,11 @@ from savgo_mjx.preflight import check_memory
     (["--ablation", "Z9"], "unknown ablation 'Z9'"),
     (["--buffer-size", "100_000_000_000"], "try --buffer-size"),
     (["--resume"], "--resume needs --run-dir"),
+    (["--num-seeds", "0"], "--num-seeds must be positive"),
+    (["--sweep", "hidden=64,128"], "cannot sweep 'hidden' in one program; sweepable: gamma"),
+    (["--sweep", "lam"], "--sweep entries look like NAME=V1,V2"),
+    (["--sweep", "lam=1,x"], "--sweep lam: values must be numbers"),
+    (["--sweep", "gamma=0.99,1.5"], "--gamma must be in [0, 1], got 1.5"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(args, message, capsys, tmp_path):
     code = train.main(args + ["--run-dir", str(tmp_path / "run")] if "--resume" not in args else args)

@@ -60,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         cfg = parse(sys.argv[1:] if argv is None else argv)
+        if cfg.distributed:
+            import jax
+
+            jax.distributed.initialize()  # coordinator, process count and id from the environment
         configure_jax()
         summary = train(cfg)
     except ConfigError as e:

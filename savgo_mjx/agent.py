@@ -92,8 +92,13 @@ def with_lr(opt_state: optax.OptState, lr: float | jax.Array) -> optax.OptState:
 class Agent:
     """The networks and update rule for one config; holds no state of its own."""
 
-    def __init__(self, cfg: Config, observation_size: int, action_size: int):
+    def __init__(self, cfg: Config, observation_size: int, action_size: int,
+                 axis_name: str | None = None):
+        """`cfg` holds the sizes one shard works on; with `axis_name` (data-parallel training,
+        see trainer.py) gradients and beta are averaged over that named axis, so every shard
+        applies the same update and the parameters stay identical."""
         self.cfg = cfg
+        self.axis_name = axis_name
         self.observation_size = observation_size
         self.action_size = action_size
         h = cfg.hidden
@@ -137,6 +142,13 @@ class Agent:
         return tanh_gaussian_sample(mu, log_std, key)
 
     # --- one gradient update -------------------------------------------------------------------
+    def _mean_over_shards(self, tree):
+        return tree if self.axis_name is None else jax.lax.pmean(tree, self.axis_name)
+
+    def _apply(self, tx: optax.GradientTransformation, grads, opt_state, params):
+        updates, opt_state = tx.update(self._mean_over_shards(grads), opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
     def update(
         self, st: AgentState, hp: Hyper, batch: Transition, env_steps: jax.Array, key: jax.Array
     ) -> tuple[AgentState, dict[str, jax.Array]]:
@@ -156,7 +168,7 @@ class Agent:
             return losses.critic_loss(q, y), q.mean()
 
         (critic_loss, q_mean), grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(st.critic)
-        critic, critic_opt = _apply(self.critic_tx, grads, st.critic_opt, st.critic)
+        critic, critic_opt = self._apply(self.critic_tx, grads, st.critic_opt, st.critic)
         metrics.update(critic_loss=critic_loss, q_mean=q_mean)
 
         # Geometry: cosine of embeddings tracks value gaps on an M x M sub-batch.
@@ -167,7 +179,7 @@ class Agent:
             u = losses.value_signal(geo.reward, geo.terminated, q_min, hp.gamma, cfg.value_signal)
             gap = losses.pairwise_gap(u)
             if cfg.fixed_beta is None:
-                beta = losses.update_beta(st.beta, gap, hp.beta_decay)
+                beta = self._mean_over_shards(losses.update_beta(st.beta, gap, hp.beta_decay))
             else:
                 beta = hp.fixed_beta
             next_a, _ = self._sample(st.actor, geo.next_obs, k_geo)
@@ -181,7 +193,7 @@ class Agent:
                 return losses.geometry_loss(z, targets, hp.huber_delta)
 
             geometry_loss, grads = jax.value_and_grad(geometry_loss_fn)(st.embed)
-            embed, embed_opt = _apply(self.embed_tx, grads, st.embed_opt, st.embed)
+            embed, embed_opt = self._apply(self.embed_tx, grads, st.embed_opt, st.embed)
             metrics.update(geometry_loss=geometry_loss)
 
         # Actor.
@@ -195,14 +207,14 @@ class Agent:
         (actor_loss, aux), grads = jax.value_and_grad(actor_loss_fn, argnums, has_aux=True)(st.actor, embed)
         if train_trunk:
             grads, embed_grads = grads
-            embed, embed_opt = _apply(self.embed_tx, embed_grads, embed_opt, embed)
-        actor, actor_opt = _apply(self.actor_tx, grads, st.actor_opt, st.actor)
+            embed, embed_opt = self._apply(self.embed_tx, embed_grads, embed_opt, embed)
+        actor, actor_opt = self._apply(self.actor_tx, grads, st.actor_opt, st.actor)
         log_prob = jax.lax.stop_gradient(aux.pop("log_prob"))
         metrics.update(actor_loss=actor_loss, tau=tau, entropy=-log_prob.mean(), **aux)
 
         # Temperature.
         alpha_loss, grad = jax.value_and_grad(losses.alpha_loss)(st.log_alpha, log_prob, hp.target_entropy)
-        log_alpha, alpha_opt = _apply(self.alpha_tx, grad, st.alpha_opt, st.log_alpha)
+        log_alpha, alpha_opt = self._apply(self.alpha_tx, grad, st.alpha_opt, st.log_alpha)
         metrics.update(alpha_loss=alpha_loss, alpha=jnp.exp(log_alpha), beta=beta)
 
         # Polyak targets (a random frozen trunk stays as it was drawn).
@@ -252,7 +264,3 @@ class Agent:
 
         return loss_fn
 
-
-def _apply(tx: optax.GradientTransformation, grads, opt_state, params):
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state

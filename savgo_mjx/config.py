@@ -47,6 +47,12 @@ class Config:
     sweep: tuple[str, ...] = ()
     """NAME=V1,V2,... per swept hyperparameter (traced ones only, see SWEEPABLE); every
     combination of the values, times --num-seeds, trains in one compiled program."""
+    devices: int = 1
+    """Data-parallel devices D: envs, replay and batches split D ways, gradients averaged
+    (num-envs, buffer-size, batch-size, geometry-batch and actor-batch must divide by D)."""
+    distributed: bool = False
+    """Multi-host: call jax.distributed.initialize() first (coordinator from the environment,
+    e.g. SLURM or JAX_COORDINATOR_ADDRESS); --devices then counts devices over all hosts."""
     ablation: Optional[str] = None
     """The paper ablation applied (a key of ABLATIONS; set with --ablation), kept for reports."""
 
@@ -213,7 +219,7 @@ def validate(cfg: Config, observation_size: int = 0, action_size: int = 0) -> No
 
     if cfg.env not in envs.REGISTRY:
         raise ConfigError(f"unknown env {cfg.env!r}; valid names: {', '.join(sorted(envs.REGISTRY))}")
-    positive = ["num_seeds", "num_envs", "total_steps", "buffer_size", "batch_size", "updates_per_iter",
+    positive = ["num_seeds", "devices", "num_envs", "total_steps", "buffer_size", "batch_size", "updates_per_iter",
                 "geometry_batch", "actor_batch", "num_candidates", "eval_envs", "log_every", "hidden"]
     for name in positive:
         if getattr(cfg, name) <= 0:
@@ -246,6 +252,12 @@ def validate(cfg: Config, observation_size: int = 0, action_size: int = 0) -> No
         raise ConfigError("--geometry-batch must be at least 2 (the loss is over pairs)")
     if cfg.resume and cfg.run_dir is None:
         raise ConfigError("--resume needs --run-dir (the run to continue)")
+    for name in ["num_envs", "buffer_size", "batch_size", "geometry_batch", "actor_batch"]:
+        if getattr(cfg, name) % cfg.devices:
+            raise ConfigError(f"--{name.replace('_', '-')} ({getattr(cfg, name)}) must divide by "
+                              f"--devices ({cfg.devices}): each device holds an equal share")
+    if cfg.devices > 1 and cfg.geometry_batch // cfg.devices < 2:
+        raise ConfigError("--geometry-batch / --devices must be at least 2 (the loss is over pairs)")
     if cfg.ablation is not None and cfg.ablation not in ABLATIONS:
         raise ConfigError(f"unknown ablation {cfg.ablation!r}; valid: {', '.join(ABLATIONS)}")
     if cfg.sweep:

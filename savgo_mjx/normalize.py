@@ -19,11 +19,18 @@ def init_stats(size: int) -> RunningStats:
     return RunningStats(jnp.zeros(size), jnp.ones(size), jnp.zeros(()))
 
 
-def update_stats(stats: RunningStats, batch: jax.Array) -> RunningStats:
-    """Merges a batch [N, obs_size] into the statistics (Chan et al.'s parallel update)."""
+def update_stats(stats: RunningStats, batch: jax.Array, axis_name: str | None = None) -> RunningStats:
+    """Merges a batch [N, obs_size] into the statistics (Chan et al.'s parallel update).
+    With `axis_name`, the batch is this shard's part of a batch split over that named axis in
+    equal parts, and every shard merges the whole batch's moments (so all keep the same stats)."""
     n = batch.shape[0]
     batch_mean = batch.mean(axis=0)
     batch_var = batch.var(axis=0)
+    if axis_name is not None:
+        local_mean = batch_mean
+        batch_mean = jax.lax.pmean(local_mean, axis_name)
+        batch_var = jax.lax.pmean(batch_var + (local_mean - batch_mean) ** 2, axis_name)
+        n = n * jax.lax.psum(1, axis_name)
     total = stats.count + n
     delta = batch_mean - stats.mean
     mean = stats.mean + delta * n / total

@@ -6,14 +6,25 @@ All of it is one pure function `TrainState -> TrainState` on the device; `run_ch
 between two log points inside a single jitted `fori_loop`, so the host only sees a few scalars
 per chunk. A run trains S members side by side (seeds times swept hyperparameter settings): the
 state carries a leading [S] axis and an iteration is a vmap of the one-member functions.
+
+Data parallelism (`--devices D`): the N envs, the replay buffer and every batch are split into D
+equal shards. Each shard acts, stores and samples on its own part; gradients, beta and the
+observation statistics are averaged over the shards (`DATA` axis), so the parameters stay
+identical everywhere. On D devices the shards are a `shard_map` over a device mesh; the same
+code runs the shards as a named `vmap` on one device (`mesh=None`), which is how tests check
+that D devices compute what one device computes.
 """
 from __future__ import annotations
 
 import functools
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 from flax import struct
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 import envs
 from savgo_mjx.agent import Agent, AgentState, Hyper, with_lr
@@ -22,8 +33,15 @@ from savgo_mjx.normalize import RunningStats, init_stats, normalize, update_stat
 from savgo_mjx.replay import ReplayBuffer, Transition, init_buffer, insert, sample
 
 
+DATA = "data"
+"""Name of the data-parallel axis (envs, replay and batches are split along it)."""
+
+
 @struct.dataclass
 class TrainState:
+    """One member's state. With D > 1 shards, `buffer` and `env` get a leading [D] axis (each
+    shard's own part); everything else is the same on every shard."""
+
     agent: AgentState
     hyper: Hyper
     buffer: ReplayBuffer
@@ -34,26 +52,53 @@ class TrainState:
     iteration: jax.Array  # [] int32
 
 
+def shard_config(cfg: Config) -> Config:
+    """The sizes one of cfg.devices shards works on (validate() checks they divide)."""
+    d = cfg.devices
+    return dataclasses.replace(
+        cfg, num_envs=cfg.num_envs // d, buffer_size=cfg.buffer_size // d,
+        batch_size=cfg.batch_size // d, geometry_batch=cfg.geometry_batch // d,
+        actor_batch=cfg.actor_batch // d)
+
+
+def _sharded_axes(axis):
+    """A TrainState-shaped prefix: `axis` for the per-shard parts, None for the shared ones."""
+    return TrainState(agent=None, hyper=None, buffer=axis, obs_stats=None, env=axis, key=None,
+                      env_steps=None, iteration=None)
+
+
 class Trainer:
     """Builds the pure functions of one config. Holds no mutable state."""
 
-    def __init__(self, cfg: Config, env: envs.MujocoEnv):
+    def __init__(self, cfg: Config, env: envs.MujocoEnv, mesh: Mesh | None = None):
+        """`mesh`: a 1-D device mesh with axis DATA of size cfg.devices to run the shards on;
+        None runs them on one device (a named vmap when cfg.devices > 1)."""
         self.cfg = cfg
         self.env = env
-        self.vec_env = envs.VecEnv(env, cfg.num_envs)
-        self.agent = Agent(cfg, env.observation_size, env.action_size)
+        self.shards = cfg.devices
+        self.mesh = mesh
+        self.local = shard_config(cfg)
+        self.axis_name = DATA if self.shards > 1 else None
+        self.vec_env = envs.VecEnv(env, self.local.num_envs)
+        self.agent = Agent(self.local, env.observation_size, env.action_size, self.axis_name)
 
     def init(self, seed: int | jax.Array) -> TrainState:
         """One member's fresh state (the config's own hyperparameters)."""
-        cfg = self.cfg
+        cfg, local = self.cfg, self.local
         key = jax.random.PRNGKey(seed)
         key, k_agent, k_env = jax.random.split(key, 3)
+        buffer = init_buffer(local.buffer_size, self.env.observation_size, self.env.action_size)
+        if self.shards == 1:
+            env = self.vec_env.reset(k_env)
+        else:
+            env = jax.vmap(self.vec_env.reset)(jax.random.split(k_env, self.shards))
+            buffer = jax.tree.map(lambda x: jnp.broadcast_to(x, (self.shards, *x.shape)), buffer)
         return TrainState(
             agent=self.agent.init(k_agent),
             hyper=Hyper.from_config(cfg, self.env.action_size),
-            buffer=init_buffer(cfg.buffer_size, self.env.observation_size, self.env.action_size),
+            buffer=buffer,
             obs_stats=init_stats(self.env.observation_size),
-            env=self.vec_env.reset(k_env),
+            env=env,
             key=key,
             env_steps=jnp.zeros((), jnp.int32),
             iteration=jnp.zeros((), jnp.int32),
@@ -75,7 +120,16 @@ class Trainer:
             embed_opt=with_lr(ts.agent.embed_opt, stack([m.embedding_lr for m in members])),
             alpha_opt=with_lr(ts.agent.alpha_opt, stack([m.alpha_lr for m in members])),
         )
-        return ts.replace(agent=agent, hyper=hyper)
+        ts = ts.replace(agent=agent, hyper=hyper)
+        return ts if self.mesh is None else jax.device_put(ts, self.shardings(ts))
+
+    def shardings(self, ts: TrainState):
+        """Where each leaf of an [S]-leading state lives on the mesh: the shard axis (axis 1 of
+        buffer and env leaves) split over DATA, everything else replicated."""
+        spec = jax.tree.map(lambda axis: P() if axis is None else P(None, DATA),
+                            _sharded_axes(1), is_leaf=lambda x: x is None)
+        return jax.tree.map(lambda sp, x: jax.tree.map(lambda _: NamedSharding(self.mesh, sp), x),
+                            spec, ts, is_leaf=lambda x: isinstance(x, P))
 
     def _normalize(self, stats: RunningStats, obs: jax.Array) -> jax.Array:
         return normalize(stats, obs, self.cfg.obs_norm)
@@ -86,11 +140,13 @@ class Trainer:
         Returns the new state, episode metrics and the key for this iteration's updates."""
         cfg, agent = self.cfg, self.agent
         key = jax.random.fold_in(ts.key, ts.iteration)
+        if self.axis_name is not None:  # each shard draws its own actions and batches
+            key = jax.random.fold_in(key, jax.lax.axis_index(self.axis_name))
         k_random, k_policy, k_update = jax.random.split(key, 3)
 
         # Act: uniform random during warm-up, the stochastic policy after.
         obs = ts.env.obs
-        shape = (cfg.num_envs, self.env.action_size)
+        shape = (self.local.num_envs, self.env.action_size)
         random_action = jax.random.uniform(k_random, shape, minval=-1.0, maxval=1.0)
         policy_action = agent.act(ts.agent.actor, self._normalize(ts.obs_stats, obs), k_policy)
         action = jnp.where(ts.env_steps < cfg.warmup_steps, random_action, policy_action)
@@ -100,7 +156,7 @@ class Trainer:
             obs=obs, action=action, reward=env.reward, next_obs=env.next_obs,
             terminated=env.terminated.astype(jnp.float32),
         ))
-        obs_stats = update_stats(ts.obs_stats, obs) if cfg.obs_norm else ts.obs_stats
+        obs_stats = update_stats(ts.obs_stats, obs, self.axis_name) if cfg.obs_norm else ts.obs_stats
         done = env.terminated | env.truncated
         metrics = dict(
             episodes=done.sum().astype(jnp.float32),
@@ -113,15 +169,18 @@ class Trainer:
 
     def learning(self, ts: TrainState) -> jax.Array:
         """[] bool: whether updates run now. It depends only on counters that every member of a
-        run shares, so the members path decides it once, outside the vmap."""
-        return (ts.env_steps >= self.cfg.warmup_steps) & (ts.buffer.size >= self.cfg.batch_size)
+        run shares, so the members path decides it once, outside the vmap (and all shards alike)."""
+        size = ts.buffer.size
+        if self.axis_name is not None:
+            size = jax.lax.pmin(size, self.axis_name)
+        return (ts.env_steps >= self.cfg.warmup_steps) & (size >= self.local.batch_size)
 
     def learn(self, ts: TrainState, key: jax.Array) -> tuple[AgentState, dict[str, jax.Array]]:
         """G gradient updates, each on B freshly sampled transitions. Returns mean metrics."""
 
         def one_update(agent_state, key):
             k_sample, k_update = jax.random.split(key)
-            batch = sample(ts.buffer, k_sample, self.cfg.batch_size)
+            batch = sample(ts.buffer, k_sample, self.local.batch_size)
             batch = batch.replace(
                 obs=self._normalize(ts.obs_stats, batch.obs),
                 next_obs=self._normalize(ts.obs_stats, batch.next_obs),
@@ -159,7 +218,12 @@ class Trainer:
     @functools.cached_property
     def _update_metric_shapes(self) -> dict[str, jax.ShapeDtypeStruct]:
         """Traced once (tracing an update is slow), then reused by every zero-metrics call."""
-        return jax.eval_shape(lambda ts: self.learn(ts, ts.key)[1], jax.eval_shape(self.init, 0))
+        like = jax.eval_shape(self.init, 0)
+        metrics = lambda ts: self.learn(ts, ts.key)[1]  # noqa: E731
+        if self.shards == 1:
+            return jax.eval_shape(metrics, like)
+        shapes = jax.eval_shape(jax.vmap(metrics, in_axes=(_sharded_axes(0),), axis_name=DATA), like)
+        return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), shapes)
 
     def _zero_update_metrics(self) -> dict[str, jax.Array]:
         return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), self._update_metric_shapes)
@@ -173,6 +237,28 @@ class Trainer:
         return/length averaged over the episodes that ended (NaN if none), and `params_finite`,
         False if any network parameter went NaN or infinite.
         """
+        if self.shards == 1:
+            return self._run_chunk_shard(ts, num_iterations)
+        self._update_metric_shapes  # noqa: B018 (traced here: it vmaps over DATA itself)
+        if self.mesh is None:
+            return jax.vmap(self._run_chunk_shard, in_axes=(_sharded_axes(1), None),
+                            out_axes=(_sharded_axes(1), None), axis_name=DATA)(ts, num_iterations)
+        specs = jax.tree.map(lambda axis: P() if axis is None else P(None, DATA),
+                             _sharded_axes(1), is_leaf=lambda x: x is None)
+
+        def on_device(ts, n):  # the local block keeps the shard axis with size 1
+            squeeze = _sharded_axes(lambda x: x[:, 0])
+            ts = _map_sharded(squeeze, ts)
+            ts, metrics = self._run_chunk_shard(ts, n)
+            return _map_sharded(_sharded_axes(lambda x: x[:, None]), ts), metrics
+
+        # check_vma off: MJX's solver loops are not written for varying-axis type checks; the
+        # replicated outputs are replicated by construction (averaged gradients, see Agent).
+        return jax.shard_map(on_device, mesh=self.mesh, in_specs=(specs, P()),
+                             out_specs=(specs, P()), check_vma=False)(ts, num_iterations)
+
+    def _run_chunk_shard(self, ts: TrainState, num_iterations: jax.Array) -> tuple[TrainState, dict]:
+        """run_chunk on one shard's part of the state; metrics are already over all shards."""
         names = (*self._update_metric_shapes, "learned", "episodes", "episode_return_sum",
                  "episode_length_sum")
         zero = {k: jnp.zeros(_num_members(ts), jnp.float32) for k in names}
@@ -186,6 +272,9 @@ class Trainer:
             return ts, sums
 
         ts, sums = jax.lax.fori_loop(0, num_iterations, body, (ts, zero))
+        if self.axis_name is not None:  # update metrics: mean over shards; episodes: sum
+            sums = {k: (jax.lax.pmean if k in self._update_metric_shapes or k == "learned"
+                        else jax.lax.psum)(v, self.axis_name) for k, v in sums.items()}
         learned = jnp.maximum(sums["learned"], 1.0)
         metrics = {k: sums[k] / learned for k in self._update_metric_shapes}
         episodes = sums["episodes"]
@@ -221,6 +310,11 @@ class Trainer:
         """`evaluate` for every member of an [S]-leading state with its own key [S, 2];
         returns [S, eval_envs]."""
         return jax.vmap(self.evaluate)(ts, keys)
+
+
+def _map_sharded(fns: TrainState, ts: TrainState) -> TrainState:
+    """Applies fns.buffer / fns.env to every leaf of ts.buffer / ts.env."""
+    return ts.replace(buffer=jax.tree.map(fns.buffer, ts.buffer), env=jax.tree.map(fns.env, ts.env))
 
 
 def _num_members(ts: TrainState) -> int:

@@ -57,6 +57,25 @@ class Hyper:
 
 
 @struct.dataclass
+class Rates:
+    """Traced learning rates and initial temperature ([] float32 each; [S] for S members):
+    inputs of the init program, so that other values reuse its compile too."""
+
+    actor_lr: jax.Array
+    critic_lr: jax.Array
+    embedding_lr: jax.Array
+    alpha_lr: jax.Array
+    alpha_init: jax.Array
+
+    @staticmethod
+    def from_config(cfg: Config) -> "Rates":
+        f = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
+        return Rates(actor_lr=f(cfg.actor_lr), critic_lr=f(cfg.critic_lr),
+                     embedding_lr=f(cfg.embedding_lr), alpha_lr=f(cfg.alpha_lr),
+                     alpha_init=f(cfg.alpha_init))
+
+
+@struct.dataclass
 class AgentState:
     actor: Params
     critic: Params
@@ -111,22 +130,23 @@ class Agent:
         self.alpha_tx = _optimizer(cfg)
 
     # --- init and acting ---------------------------------------------------------------------
-    def init(self, key: jax.Array) -> AgentState:
-        cfg = self.cfg
+    def init(self, key: jax.Array, rates: Rates | None = None) -> AgentState:
+        """Fresh parameters and optimiser states; `rates` default to the config's."""
+        rates = Rates.from_config(self.cfg) if rates is None else rates
         k_actor, k_critic, k_embed = jax.random.split(key, 3)
         obs = jnp.zeros((1, self.observation_size))
         act = jnp.zeros((1, self.action_size))
         actor = self.actor.init(k_actor, obs)
         critic = self.critic.init(k_critic, obs, act)
         embed = self.embedding.init(k_embed, obs, act)
-        log_alpha = jnp.log(jnp.asarray(cfg.alpha_init, jnp.float32))
+        log_alpha = jnp.log(rates.alpha_init)
         return AgentState(
             actor=actor, critic=critic, critic_target=critic, embed=embed, embed_target=embed,
             log_alpha=log_alpha, beta=jnp.ones((), jnp.float32),
-            actor_opt=with_lr(self.actor_tx.init(actor), cfg.actor_lr),
-            critic_opt=with_lr(self.critic_tx.init(critic), cfg.critic_lr),
-            embed_opt=with_lr(self.embed_tx.init(embed), cfg.embedding_lr),
-            alpha_opt=with_lr(self.alpha_tx.init(log_alpha), cfg.alpha_lr),
+            actor_opt=with_lr(self.actor_tx.init(actor), rates.actor_lr),
+            critic_opt=with_lr(self.critic_tx.init(critic), rates.critic_lr),
+            embed_opt=with_lr(self.embed_tx.init(embed), rates.embedding_lr),
+            alpha_opt=with_lr(self.alpha_tx.init(log_alpha), rates.alpha_lr),
         )
 
     def act(self, actor_params: Params, obs: jax.Array, key: jax.Array) -> jax.Array:
@@ -235,13 +255,17 @@ class Agent:
         cfg = self.cfg
         obs = batch.obs[: cfg.actor_batch]  # [P, O]
         k_cand, k_noise, k_anchor = jax.random.split(key, 3)
-        # K candidates around the policy, scored by the target trunk and target critics.
-        obs_k = jnp.broadcast_to(obs[:, None], (obs.shape[0], cfg.num_candidates, obs.shape[1]))
-        cand, _ = self._sample(st.actor, obs_k, k_cand)  # [P, K, A]
+        # K candidates around the policy, scored by the target trunk and target critics. The
+        # actor and the obs half of each first layer run once per state, not once per candidate.
+        mu, log_std = self.actor.apply(st.actor, obs)  # [P, A]
+        shape = (obs.shape[0], cfg.num_candidates, mu.shape[-1])
+        cand, _ = tanh_gaussian_sample(jnp.broadcast_to(mu[:, None], shape),
+                                       jnp.broadcast_to(log_std[:, None], shape), k_cand)  # [P, K, A]
         cand = jnp.clip(cand + hp.candidate_noise * jax.random.normal(k_noise, cand.shape), -1.0, 1.0)
         cand = jax.lax.stop_gradient(cand)
-        z_cand = l2_normalize(self.embedding.apply(st.embed_target, obs_k, cand))  # [P, K, D]
-        q_cand = self.critic.apply(st.critic_target, obs_k, cand).min(-1)  # [P, K]
+        obs_1 = obs[:, None]  # [P, 1, O], broadcast against the K candidates
+        z_cand = l2_normalize(self.embedding.apply(st.embed_target, obs_1, cand))  # [P, K, D]
+        q_cand = self.critic.apply(st.critic_target, obs_1, cand).min(-1)  # [P, K]
 
         def loss_fn(actor_params, embed_params):
             anchor, log_prob = self._sample(actor_params, obs, k_anchor)  # [P, A], [P]

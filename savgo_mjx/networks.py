@@ -76,23 +76,55 @@ def deterministic_action(mu: jax.Array) -> jax.Array:
     return jnp.tanh(mu)
 
 
+class StateActionDense(nn.Module):
+    """The first layer of a state-action network: ``Dense(concat([obs, action]))``, computed as
+    ``obs @ W[:O] + action @ W[O:] + b`` so that obs and action only need to *broadcast*.
+
+    Scoring K candidate actions of P states passes ``obs [P, 1, O]`` and ``action [P, K, A]``:
+    the obs part of the layer runs P times instead of P x K (for Humanoid, O = 348, that was
+    most of the candidate cost). Parameters are exactly ``nn.Dense``'s (kernel [O + A, width],
+    bias [width], same initialisers), so it is the same function class and the same init.
+    """
+
+    width: int
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        o = obs.shape[-1]
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (o + action.shape[-1], self.width))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.width,))
+        return obs @ kernel[:o] + action @ kernel[o:] + bias
+
+
+def _state_action_net(obs: jax.Array, action: jax.Array, hidden: Sequence[int], out: int,
+                      layer_norm: bool = False) -> jax.Array:
+    """``Dense(out)(_mlp(concat([obs, action]), hidden))`` with broadcasting leading axes: the
+    first layer (hidden or output) is a StateActionDense."""
+    widths = (*hidden, out)
+    x = StateActionDense(widths[0], name="Dense_0")(obs, action)
+    for i, width in enumerate(widths[1:], start=1):
+        if layer_norm:
+            x = nn.LayerNorm(name=f"LayerNorm_{i - 1}")(x)
+        x = nn.Dense(width, name=f"Dense_{i}")(nn.relu(x))
+    return x
+
+
 class _QHead(nn.Module):
-    """One Q network: ``x [..., O + A] -> q [...]``."""
+    """One Q network: ``obs [..., O], action [..., A] -> q [...]`` (leading axes broadcast)."""
 
     hidden: Sequence[int]
     layer_norm: bool
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        h = _mlp(x, self.hidden, self.layer_norm)
-        return nn.Dense(1)(h)[..., 0]
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        return _state_action_net(obs, action, self.hidden, 1, self.layer_norm)[..., 0]
 
 
 class DoubleCritic(nn.Module):
     """Twin Q networks with independent parameters.
 
     ``__call__(obs [..., O], action [..., A]) -> q [..., 2]`` (index 0 = Q1, 1 = Q2); the input is
-    ``concat([obs, action], -1)``. ``layer_norm=True`` inserts a LayerNorm after every hidden
+    ``concat([obs, action], -1)``; the leading axes of obs and action only need to broadcast. ``layer_norm=True`` inserts a LayerNorm after every hidden
     Dense (before the ReLU).
 
     Implementation: two separate submodules (``q0``, ``q1``) by default. On CPU (2 shared cores,
@@ -110,7 +142,6 @@ class DoubleCritic(nn.Module):
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
-        x = jnp.concatenate([obs, action], axis=-1)
         if self.use_vmap:
             ensemble = nn.vmap(
                 _QHead,
@@ -120,16 +151,17 @@ class DoubleCritic(nn.Module):
                 out_axes=-1,
                 axis_size=2,
             )
-            return ensemble(self.hidden, self.layer_norm, name="ensemble")(x)
-        q0 = _QHead(self.hidden, self.layer_norm, name="q0")(x)
-        q1 = _QHead(self.hidden, self.layer_norm, name="q1")(x)
+            return ensemble(self.hidden, self.layer_norm, name="ensemble")(obs, action)
+        q0 = _QHead(self.hidden, self.layer_norm, name="q0")(obs, action)
+        q1 = _QHead(self.hidden, self.layer_norm, name="q1")(obs, action)
         return jnp.stack([q0, q1], axis=-1)
 
 
 class Embedding(nn.Module):
     """State-action embedding trunk z(s, a), not shared with the critics.
 
-    ``__call__(obs [..., O], action [..., A]) -> z [..., out]`` (default out = 256): ReLU hidden
+    ``__call__(obs [..., O], action [..., A]) -> z [..., out]`` (default out = 256; leading axes
+    broadcast, e.g. obs [P, 1, O] with K candidate actions [P, K, A]): ReLU hidden
     layers ``hidden`` (default 256, 256, 256) and a linear output. The output is NOT normalised:
     callers apply :func:`l2_normalize` (or use ``losses.cosine_matrix``) wherever it is used.
     """
@@ -139,9 +171,7 @@ class Embedding(nn.Module):
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
-        x = jnp.concatenate([obs, action], axis=-1)
-        h = _mlp(x, self.hidden)
-        return nn.Dense(self.out)(h)
+        return _state_action_net(obs, action, self.hidden, self.out)
 
 
 def l2_normalize(z: jax.Array, eps: float = 1e-6) -> jax.Array:

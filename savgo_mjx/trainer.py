@@ -27,7 +27,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import envs
-from savgo_mjx.agent import Agent, AgentState, Hyper, with_lr
+from savgo_mjx.agent import Agent, AgentState, Hyper, Rates
 from savgo_mjx.config import Config
 from savgo_mjx.normalize import RunningStats, init_stats, normalize, update_stats
 from savgo_mjx.replay import ReplayBuffer, Transition, init_buffer, insert, sample
@@ -82,8 +82,9 @@ class Trainer:
         self.vec_env = envs.VecEnv(env, self.local.num_envs)
         self.agent = Agent(self.local, env.observation_size, env.action_size, self.axis_name)
 
-    def init(self, seed: int | jax.Array) -> TrainState:
-        """One member's fresh state (the config's own hyperparameters)."""
+    def init(self, seed: int | jax.Array, hyper: Hyper | None = None,
+             rates: Rates | None = None) -> TrainState:
+        """One member's fresh state; `hyper` and `rates` default to the config's values."""
         cfg, local = self.cfg, self.local
         key = jax.random.PRNGKey(seed)
         key, k_agent, k_env = jax.random.split(key, 3)
@@ -94,8 +95,8 @@ class Trainer:
             env = jax.vmap(self.vec_env.reset)(jax.random.split(k_env, self.shards))
             buffer = jax.tree.map(lambda x: jnp.broadcast_to(x, (self.shards, *x.shape)), buffer)
         return TrainState(
-            agent=self.agent.init(k_agent),
-            hyper=Hyper.from_config(cfg, self.env.action_size),
+            agent=self.agent.init(k_agent, rates),
+            hyper=Hyper.from_config(cfg, self.env.action_size) if hyper is None else hyper,
             buffer=buffer,
             obs_stats=init_stats(self.env.observation_size),
             env=env,
@@ -106,21 +107,13 @@ class Trainer:
 
     def init_members(self, members: list[Config]) -> TrainState:
         """The stacked states of S members (seeds and swept settings of this config): every leaf
-        gets a leading [S] axis. One compiled init serves all; each member's traced
-        hyperparameters, learning rates and initial temperature are then set from its Config."""
+        gets a leading [S] axis. Each member's hyperparameters, learning rates and initial
+        temperature are traced inputs: one compiled init serves any values."""
         seeds = jnp.asarray([m.seed for m in members], jnp.uint32)
-        ts = jax.jit(jax.vmap(self.init))(seeds)
-        stack = lambda values: jnp.asarray(values, jnp.float32)  # noqa: E731
-        hyper = jax.tree.map(lambda *leaves: jnp.stack(leaves),
-                             *[Hyper.from_config(m, self.env.action_size) for m in members])
-        agent = ts.agent.replace(
-            log_alpha=jnp.log(stack([m.alpha_init for m in members])),
-            actor_opt=with_lr(ts.agent.actor_opt, stack([m.actor_lr for m in members])),
-            critic_opt=with_lr(ts.agent.critic_opt, stack([m.critic_lr for m in members])),
-            embed_opt=with_lr(ts.agent.embed_opt, stack([m.embedding_lr for m in members])),
-            alpha_opt=with_lr(ts.agent.alpha_opt, stack([m.alpha_lr for m in members])),
-        )
-        ts = ts.replace(agent=agent, hyper=hyper)
+        stack = lambda *leaves: jnp.stack(leaves)  # noqa: E731
+        hyper = jax.tree.map(stack, *[Hyper.from_config(m, self.env.action_size) for m in members])
+        rates = jax.tree.map(stack, *[Rates.from_config(m) for m in members])
+        ts = jax.jit(jax.vmap(self.init))(seeds, hyper, rates)
         return ts if self.mesh is None else jax.device_put(ts, self.shardings(ts))
 
     def shardings(self, ts: TrainState):

@@ -53,7 +53,6 @@ import json
 import math
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -69,6 +68,7 @@ if ROOT not in sys.path:  # `python benchmarks/env_throughput.py` from anywhere
     sys.path.insert(0, ROOT)
 
 import envs  # noqa: E402
+from benchmarks._timing import error_text, time_round_robin, timing_stats  # noqa: E402
 
 MODES = ("vecenv", "bare")
 
@@ -174,7 +174,7 @@ def _attempt(what: str, errors: list[dict], base_row: dict, fn: Callable[[], Ben
     try:
         bench = fn()
     except Exception as e:  # report and continue: the other variants still run
-        msg = f"{type(e).__name__}: {e}".strip().splitlines()[0][:300]
+        msg = error_text(e)
         print(f"  FAILED {what}: {msg}", flush=True)
         if os.environ.get("BENCH_TRACEBACK"):
             traceback.print_exc()
@@ -184,27 +184,14 @@ def _attempt(what: str, errors: list[dict], base_row: dict, fn: Callable[[], Ben
     return bench
 
 
-def _time_round_robin(benches: list[Bench], repeats: int) -> None:
-    for _ in range(repeats):
-        for b in benches:
-            if b.row.get("error"):
-                continue
-            try:
-                t0 = time.perf_counter()
-                b.run()
-                b.times.append(time.perf_counter() - t0)
-            except Exception as e:
-                b.row["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:300]
-
-
 def _finish(b: Bench) -> dict:
     row = dict(b.row)
     if not b.times:
         row.setdefault("error", "no timed call succeeded")
         return row
-    best = min(b.times)
-    row.update(best_s=best, median_s=statistics.median(b.times), repeats=len(b.times),
-               compile_s=max(row["first_call_s"] - best, 0.0),
+    stats = timing_stats(b.times)
+    best = stats["best_s"]
+    row.update(stats, compile_s=max(row["first_call_s"] - best, 0.0),
                steps_per_s=row["num_envs"] * row["steps"] / best, error=None)
     return row
 
@@ -347,7 +334,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
                              lambda: prepare_brax(n, args.steps, mode, args.seed, args.brax_env))
                 if b:
                     benches.append(b)
-        _time_round_robin(benches, args.repeats)
+        time_round_robin(benches, args.repeats)
         done = [_finish(b) for b in benches] + errors
         del benches
         rows.extend(done)

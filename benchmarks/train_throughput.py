@@ -27,6 +27,8 @@ updates_sac the same with `algo="sac"` (a fresh SAC agent, same buffer, same B/G
            per-update cost over SAC's is the ratio asked for (goal <= 1.5).
 `--updates-only` measures just updates and updates_sac, on a buffer of random transitions
 (`synthetic_state`): no env program is compiled, so a sweep over K, P, M, B or hidden is quick.
+`--parts raw_env updates updates_sac` measures only those (e2e always runs: the parts start from
+its warmed-up state); benchmarks/gpu_check.py uses it to stay inside its time budget.
 `sum of parts` vs the e2e time per iteration shows what the fused program saves or adds (the
 `lax.cond` around the updates, the warm-up `jnp.where`, metrics sums).
 
@@ -40,7 +42,6 @@ import dataclasses
 import json
 import math
 import os
-import statistics
 import sys
 import time
 import traceback
@@ -57,11 +58,15 @@ if ROOT not in sys.path:
 
 import envs  # noqa: E402
 from benchmarks import env_throughput  # noqa: E402
+from benchmarks._timing import error_text, time_round_robin, timing_stats  # noqa: E402
 from savgo_mjx.config import Config, defaults_for, validate  # noqa: E402
 from savgo_mjx.agent import Hyper  # noqa: E402
 from savgo_mjx.normalize import init_stats, normalize, update_stats  # noqa: E402
 from savgo_mjx.replay import Transition, init_buffer, insert  # noqa: E402
 from savgo_mjx.trainer import Trainer, TrainState  # noqa: E402
+
+PARTS = ("raw_env", "env_step", "insert", "updates", "updates_sac")
+"""What --parts can select; e2e (the warmed-up state the parts start from) always runs."""
 
 
 @dataclass
@@ -234,7 +239,7 @@ def _attempt(name: str, rows: list[dict], fn: Callable[[], Any]):
     try:
         out = fn()
     except Exception as e:
-        msg = f"{type(e).__name__}: {e}".strip().splitlines()[0][:300]
+        msg = error_text(e)
         print(f"  FAILED {name}: {msg}", flush=True)
         if os.environ.get("BENCH_TRACEBACK"):
             traceback.print_exc()
@@ -250,9 +255,9 @@ def _finish(b: Bench) -> dict:
     if not b.times:
         row.setdefault("error", "no timed call succeeded")
         return row
-    best = min(b.times)
-    row.update(best_s=best, median_s=statistics.median(b.times), repeats=len(b.times),
-               iterations_per_call=b.iterations, ms_per_iter=1e3 * best / b.iterations,
+    stats = timing_stats(b.times)
+    best = stats["best_s"]
+    row.update(stats, iterations_per_call=b.iterations, ms_per_iter=1e3 * best / b.iterations,
                steps_per_s=b.num_envs * b.iterations / best, error=None)
     if b.updates:
         row.update(updates_per_call=b.updates, ms_per_update=1e3 * best / b.updates,
@@ -321,6 +326,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--updates-only", action="store_true",
                    help="measure only the SAVGO and SAC updates, on random transitions (no env "
                         "program is compiled: quick sweeps of K, P, M, B, hidden)")
+    p.add_argument("--parts", nargs="+", default=None, choices=PARTS, metavar="PART",
+                   help=f"measure only these of {', '.join(PARTS)} (default: all; e2e always runs "
+                        "unless --updates-only: it makes the warmed-up state the parts use)")
     p.add_argument("--iterations", type=int, default=20, help="iterations per timed run_chunk call")
     p.add_argument("--reps", type=int, default=5, help="repetitions of a part inside one timed call")
     p.add_argument("--repeats", type=int, default=3, help="timed calls after the first; best is kept")
@@ -329,6 +337,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.iterations <= 0 or args.reps <= 0 or args.repeats <= 0:
         p.error("--iterations, --reps and --repeats must be positive")
+    if args.updates_only and args.parts and set(args.parts) - {"updates", "updates_sac"}:
+        p.error("--updates-only measures only updates and updates_sac")
     return args
 
 
@@ -374,11 +384,14 @@ def main(argv: Optional[list[str]] = None) -> dict:
         if out:
             benches.append(out[0])
             ts = out[1]
-        b = _attempt("raw_env", rows, lambda: prepare_raw_env(cfg, args.seed, args.iterations,
-                                                               args.fast_physics))
-        if b:
-            benches.append(b)
+        if args.parts is None or "raw_env" in args.parts:
+            b = _attempt("raw_env", rows, lambda: prepare_raw_env(cfg, args.seed, args.iterations,
+                                                                   args.fast_physics))
+            if b:
+                benches.append(b)
         parts = ("env_step", "insert", "updates", "updates_sac")
+    if args.parts is not None:
+        parts = tuple(n for n in parts if n in args.parts)
     if ts is None:  # the parts need a warmed-up state; without e2e, say so
         rows.extend(dict(name=n, error="needs the warmed-up state from e2e, which failed") for n in parts)
     else:
@@ -391,16 +404,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
             if b:
                 benches.append(b)
 
-    for _ in range(args.repeats):  # round-robin: the machine's load falls on all parts alike
-        for b in benches:
-            if b.row.get("error"):
-                continue
-            try:
-                t0 = time.perf_counter()
-                b.run()
-                b.times.append(time.perf_counter() - t0)
-            except Exception as e:
-                b.row["error"] = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+    time_round_robin(benches, args.repeats)  # the machine's load falls on all parts alike
     order = {n: i for i, n in enumerate(("e2e", "raw_env", "env_step", "insert", "updates", "updates_sac"))}
     rows = sorted([_finish(b) for b in benches] + rows, key=lambda r: order.get(r["name"], 99))
     ratios = compute_ratios(rows)

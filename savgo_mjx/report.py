@@ -102,7 +102,7 @@ ALGO_LABELS = {"savgo": "SAVGO", "sac": "SAC"}
 # Config fields that do not change what is learned: they never split seeds into settings.
 BOOKKEEPING = {"seed", "run_dir", "resume", "num_seeds", "sweep", "ablation", "env", "algo",
                "progress", "track", "wandb_project", "wandb_entity", "checkpoint_every",
-               "save_buffer", "log_every", "eval_every"}
+               "save_buffer", "log_every", "eval_every", "distributed"}
 
 
 # --- load -------------------------------------------------------------------------------------

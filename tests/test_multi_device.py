@@ -1,15 +1,23 @@
-"""Data parallelism over devices, with 4 fake CPU devices in a subprocess (tests/sharded_run.py):
-the sharded program on 4 devices computes what the same 4 shards compute on one device, and
-learning still works."""
+"""Data parallelism over devices. Default suite: the averaged update on 4 shards equals the
+one-batch update where the math says it must (critic), with no env to compile. Marked slow (a
+fresh process with 4 fake CPU devices, tests/sharded_run.py; ~4-9 min of MJX compiles on 2
+cores): the whole sharded training program on 4 devices computes what the same 4 shards
+compute on one device, and learning still works."""
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import train
+from savgo_mjx.agent import Agent, Hyper
+from savgo_mjx.config import Config
+from savgo_mjx.replay import Transition
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -21,6 +29,38 @@ def _run(*args, timeout):
     return result.stdout
 
 
+def test_critic_update_averaged_over_four_shards_equals_the_full_batch_update():
+    obs, act, batch, shards = 5, 2, 32, 4
+    cfg = Config(hidden=32, batch_size=batch, geometry_batch=16, actor_batch=8, num_candidates=8)
+    local = dataclasses.replace(cfg, batch_size=batch // shards, geometry_batch=16 // shards,
+                                actor_batch=8 // shards)
+    r = np.random.default_rng(0)
+    data = Transition(
+        obs=jnp.asarray(r.normal(size=(batch, obs)), jnp.float32),
+        action=jnp.asarray(r.uniform(-1, 1, size=(batch, act)), jnp.float32),
+        reward=jnp.asarray(r.normal(size=batch), jnp.float32),
+        next_obs=jnp.asarray(r.normal(size=(batch, obs)), jnp.float32),
+        terminated=jnp.asarray(r.random(batch) < 0.2, jnp.float32))
+    whole, sharded = Agent(cfg, obs, act), Agent(local, obs, act, axis_name="data")
+    state = whole.init(jax.random.PRNGKey(0))
+    hyper = Hyper.from_config(cfg, act)
+    # gamma = 0 makes the critic target the reward alone, so it does not depend on the sampled
+    # next actions (whose random draws differ between the two layouts).
+    hyper = hyper.replace(gamma=jnp.float32(0.0))
+    key, steps = jax.random.PRNGKey(1), jnp.int32(10_000)
+    one, _ = jax.jit(whole.update)(state, hyper, data, steps, key)
+    parts = jax.tree.map(lambda x: x.reshape(shards, batch // shards, *x.shape[1:]), data)
+    four, metrics = jax.jit(jax.vmap(sharded.update, in_axes=(None, None, 0, None, None),
+                                     out_axes=(None, 0), axis_name="data"))(state, hyper, parts, steps, key)
+    # Parameters and Adam's moments (which see the gradient's scale: a sum instead of a mean
+    # over shards would show there, not in Adam's scale-free step).
+    for x, y in zip(jax.tree.leaves((one.critic, one.critic_opt)), jax.tree.leaves((four.critic, four.critic_opt))):
+        np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(metrics["critic_loss"][0], metrics["critic_loss"][1])  # shards saw different data
+    # Everything else stays identical across shards: that is what out_axes=None asserted.
+
+
+@pytest.mark.slow
 def test_four_devices_match_four_shards_on_one_device(tmp_path):
     out = tmp_path / "runs.npz"
     _run("compare", str(out), timeout=1200)

@@ -31,6 +31,19 @@ REGISTRY: dict[str, type[MujocoEnv]] = {
     "ant": Ant,
 }
 
+GYMNASIUM_IDS: dict[str, str] = {
+    "inverted_pendulum": "InvertedPendulum-v5",
+    "inverted_double_pendulum": "InvertedDoublePendulum-v5",
+    "reacher": "Reacher-v5",
+    "swimmer": "Swimmer-v5",
+    "halfcheetah": "HalfCheetah-v5",
+    "hopper": "Hopper-v5",
+    "walker2d": "Walker2d-v5",
+    "humanoid": "Humanoid-v5",
+    "ant": "Ant-v5",
+}
+"""Registry name -> the Gymnasium id each port reproduces (parity tests, Gymnasium evaluation)."""
+
 
 def make(name: str, physics: str = "v5", **overrides: Any) -> MujocoEnv:
     """Builds a registered task. `overrides` change v5's default arguments (e.g. reset_noise_scale)."""
@@ -39,4 +52,4 @@ def make(name: str, physics: str = "v5", **overrides: Any) -> MujocoEnv:
     return REGISTRY[name](physics=physics, **overrides)
 
 
-__all__ = ["PHYSICS", "REGISTRY", "MujocoEnv", "State", "VecEnv", "VecState", "make"]
+__all__ = ["GYMNASIUM_IDS", "PHYSICS", "REGISTRY", "MujocoEnv", "State", "VecEnv", "VecState", "make"]

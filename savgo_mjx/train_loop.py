@@ -11,13 +11,15 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 import envs
 from savgo_mjx.checkpoint import Checkpointer
-from savgo_mjx.config import Config, members, parse_sweep, validate
+from savgo_mjx.config import Config, ConfigError, members, parse_sweep, validate
 from savgo_mjx.metrics import MetricsLogger
+from savgo_mjx.policy import export_policies
 from savgo_mjx.preflight import check_memory
-from savgo_mjx.trainer import Trainer, params_finite
+from savgo_mjx.trainer import DATA, Trainer, params_finite
 
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "savgo-mjx", "jax")
 WATCHED = ("critic_loss", "geometry_loss", "actor_loss", "alpha_loss", "q_mean", "alpha")
@@ -35,6 +37,18 @@ def configure_jax(cache_dir: str | None = DEFAULT_CACHE) -> None:
     if cache_dir:
         jax.config.update("jax_compilation_cache_dir", cache_dir)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def make_mesh(devices: int) -> Mesh | None:
+    """A 1-D mesh over the first `devices` devices (all hosts' under jax.distributed), or None
+    for one device. ConfigError when fewer are visible."""
+    if devices == 1:
+        return None
+    visible = jax.devices()
+    if len(visible) < devices:
+        raise ConfigError(f"--devices {devices} but jax sees {len(visible)} device(s): "
+                          f"{', '.join(str(d) for d in visible[:8])}")
+    return Mesh(np.asarray(visible[:devices]), (DATA,))
 
 
 def default_run_dir(cfg: Config) -> str:
@@ -58,7 +72,7 @@ def train(cfg: Config) -> dict:
     member_cfgs = members(cfg)
     swept = list(parse_sweep(cfg.sweep))
     env = envs.make(cfg.env, physics=cfg.physics)
-    trainer = Trainer(cfg, env)
+    trainer = Trainer(cfg, env, make_mesh(cfg.devices))
     env_state_bytes = _tree_bytes(jax.eval_shape(env.reset, jax.random.PRNGKey(0)))
     check_memory(cfg, env.observation_size, env.action_size, env_state_bytes,
                  num_members=len(member_cfgs))
@@ -116,10 +130,20 @@ def train(cfg: Config) -> dict:
             if finished or (cfg.checkpoint_every and steps // cfg.checkpoint_every
                             > (steps - n * cfg.num_envs) // cfg.checkpoint_every):
                 last_saved = checkpointer.save(ts)
+                export_policies(run_dir, trainer, ts)
+        if cfg.track:  # a video of the best member's episode in Gymnasium; never fails the run
+            try:
+                from savgo_mjx.video import log_video_to_wandb
+
+                best = 0 if eval_returns is None else int(np.argmax(eval_returns))
+                log_video_to_wandb(run_dir, best, step=steps)
+            except Exception as e:  # noqa: BLE001
+                logger.print(f"warning: no video logged to wandb ({type(e).__name__}: {e})")
     except KeyboardInterrupt:
         jax.block_until_ready(ts)
         if bool(np.all(jax.device_get(jax.vmap(params_finite)(ts.agent)))):
             last_saved = checkpointer.save(ts)
+            export_policies(run_dir, trainer, ts)
             logger.print(f"interrupted: saved a checkpoint at {last_saved} env steps in {run_dir}; "
                          f"continue with --resume --run-dir {run_dir}")
         raise

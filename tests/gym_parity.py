@@ -50,18 +50,7 @@ import mujoco  # noqa: E402
 
 import envs  # noqa: E402
 
-# Our registry name -> the Gymnasium id it ports.
-GYM_IDS: dict[str, str] = {
-    "inverted_pendulum": "InvertedPendulum-v5",
-    "inverted_double_pendulum": "InvertedDoublePendulum-v5",
-    "reacher": "Reacher-v5",
-    "swimmer": "Swimmer-v5",
-    "halfcheetah": "HalfCheetah-v5",
-    "hopper": "Hopper-v5",
-    "walker2d": "Walker2d-v5",
-    "ant": "Ant-v5",
-    "humanoid": "Humanoid-v5",
-}
+GYM_IDS = envs.GYMNASIUM_IDS
 
 # MjOption fields that sync_options_hook compares and copies.
 OPTION_FIELDS = (

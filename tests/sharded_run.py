@@ -1,5 +1,6 @@
 """Run by tests/test_multi_device.py in a fresh process with 4 fake CPU devices (XLA reads
-XLA_FLAGS once, at start-up): `python tests/sharded_run.py compare OUT.npz` or
+XLA_FLAGS once, at start-up): `python tests/sharded_run.py update OUT.npz` (one agent update: cheap),
+`python tests/sharded_run.py compare OUT.npz` (the whole training program) or
 `python tests/sharded_run.py learn RUN_DIR`."""
 import dataclasses
 import json
@@ -22,6 +23,44 @@ SHARDED = Config(
     updates_per_iter=1, geometry_batch=32, actor_batch=16, num_candidates=8, hidden=32,
     log_every=64, eval_every=256, eval_envs=2, checkpoint_every=0, progress=False, devices=4,
 )
+
+
+def update(out: str) -> None:
+    """One SAVGO update on a batch split 4 ways: as 4 shards on one device (named vmap) and on 4
+    devices (shard_map over the mesh). Same keys, same data: the results must agree."""
+    from jax.sharding import PartitionSpec as P
+
+    from savgo_mjx.agent import Agent, Hyper
+    from savgo_mjx.replay import Transition
+    from savgo_mjx.trainer import DATA
+
+    obs, act, batch = 5, 2, 32
+    cfg = Config(hidden=32, batch_size=batch // 4, geometry_batch=4, actor_batch=2, num_candidates=8)
+    r = np.random.default_rng(0)
+    data = Transition(
+        obs=jnp.asarray(r.normal(size=(4, batch // 4, obs)), jnp.float32),
+        action=jnp.asarray(r.uniform(-1, 1, size=(4, batch // 4, act)), jnp.float32),
+        reward=jnp.asarray(r.normal(size=(4, batch // 4)), jnp.float32),
+        next_obs=jnp.asarray(r.normal(size=(4, batch // 4, obs)), jnp.float32),
+        terminated=jnp.asarray(r.random((4, batch // 4)) < 0.2, jnp.float32))
+    agent = Agent(cfg, obs, act, axis_name=DATA)
+    state, hyper = agent.init(jax.random.PRNGKey(0)), Hyper.from_config(cfg, act)
+    key, steps = jax.random.PRNGKey(1), jnp.int32(10_000)
+    one_device = jax.jit(jax.vmap(agent.update, in_axes=(None, None, 0, None, None),
+                                  out_axes=(None, 0), axis_name=DATA))(state, hyper, data, steps, key)
+
+    def on_device(st, hp, b, s, k):
+        new, metrics = agent.update(st, hp, jax.tree.map(lambda x: x[0], b), s, k)
+        return new, jax.tree.map(lambda x: x[None], metrics)
+
+    four_devices = jax.jit(jax.shard_map(
+        on_device, mesh=make_mesh(4), in_specs=(P(), P(), P(DATA), P(), P()),
+        out_specs=(P(), P(DATA)), check_vma=False))(state, hyper, data, steps, key)
+    results = {"devices_in_mesh": np.asarray(len(four_devices[0].actor["params"]["mu"]["kernel"].sharding.device_set))}
+    for name, tree in (("one_device", one_device), ("four_devices", four_devices)):
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+            results[f"{name}{jax.tree_util.keystr(path)}"] = np.asarray(leaf)
+    np.savez(out, **results)
 
 
 def compare(out: str) -> None:
@@ -52,4 +91,4 @@ def learn(run_dir: str) -> None:
 if __name__ == "__main__":
     configure_jax()
     assert len(jax.devices()) == 4, jax.devices()
-    {"compare": compare, "learn": learn}[sys.argv[1]](sys.argv[2])
+    {"update": update, "compare": compare, "learn": learn}[sys.argv[1]](sys.argv[2])

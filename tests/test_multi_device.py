@@ -1,5 +1,7 @@
 """Data parallelism over devices. Default suite: the averaged update on 4 shards equals the
-one-batch update where the math says it must (critic), with no env to compile. Marked slow (a
+one-batch update where the math says it must (critic), and one update on 4 fake CPU devices
+(shard_map, in a fresh process: tests/sharded_run.py) equals the same 4 shards on one device;
+no env to compile. Marked slow (a
 fresh process with 4 fake CPU devices, tests/sharded_run.py; ~4-9 min of MJX compiles on 2
 cores): the whole sharded training program on 4 devices computes what the same 4 shards
 compute on one device, and learning still works."""
@@ -60,6 +62,32 @@ def test_critic_update_averaged_over_four_shards_equals_the_full_batch_update():
     # Everything else stays identical across shards: that is what out_axes=None asserted.
 
 
+def _split(runs):
+    one = {k[len("one_device"):]: v for k, v in runs.items() if k.startswith("one_device")}
+    four = {k[len("four_devices"):]: v for k, v in runs.items() if k.startswith("four_devices")}
+    assert one.keys() == four.keys() and len(one) > 20
+    return one, four
+
+
+def _assert_same(one, four):
+    for name in one:
+        if one[name].dtype.kind == "f":
+            np.testing.assert_allclose(four[name], one[name], rtol=1e-4, atol=1e-5, err_msg=name)
+        else:
+            np.testing.assert_array_equal(four[name], one[name], err_msg=name)
+
+
+def test_update_on_four_fake_devices_matches_the_four_shards_on_one_device(tmp_path):
+    out = tmp_path / "update.npz"
+    _run("update", str(out), timeout=900)
+    runs = np.load(out)
+    assert int(runs["devices_in_mesh"]) == 4
+    one, four = _split(runs)
+    _assert_same(one, four)  # every parameter, optimiser moment, beta, alpha and metric
+    losses = [k for k in one if "critic_loss" in k]
+    assert losses and len(set(one[losses[0]].tolist())) == 4  # each shard had its own data
+
+
 @pytest.mark.slow
 def test_four_devices_match_four_shards_on_one_device(tmp_path):
     out = tmp_path / "runs.npz"
@@ -67,16 +95,10 @@ def test_four_devices_match_four_shards_on_one_device(tmp_path):
     runs = np.load(out)
     assert int(runs["buffer_devices"]) == 4  # the replay buffer really is split over devices
     assert bool(runs["agent_replicated"])  # and the parameters are the same everywhere
-    one = {k[len("one_device"):]: v for k, v in runs.items() if k.startswith("one_device")}
-    four = {k[len("four_devices"):]: v for k, v in runs.items() if k.startswith("four_devices")}
-    assert one.keys() == four.keys() and len(one) > 50
+    one, four = _split(runs)
     learned = [k for k in one if "actor_opt" in k and "mu" in k]
     assert learned and all(np.any(one[k] != 0) for k in learned)  # the updates did run
-    for name in one:
-        if one[name].dtype.kind == "f":
-            np.testing.assert_allclose(four[name], one[name], rtol=1e-4, atol=1e-5, err_msg=name)
-        else:
-            np.testing.assert_array_equal(four[name], one[name], err_msg=name)
+    _assert_same(one, four)
 
 
 @pytest.mark.slow
@@ -85,14 +107,16 @@ def test_inverted_pendulum_still_learns_on_four_devices(tmp_path):
     assert summary["eval_return"] >= 950, summary
 
 
+SIZES = ["--num-envs", "64", "--buffer-size", "6400", "--batch-size", "128", "--geometry-batch", "128",
+         "--actor-batch", "64"]
+
+
 @pytest.mark.parametrize("args, message", [
-    (["--devices", "3"], "--num-envs (16) must divide by --devices (3)"),
-    (["--devices", "2", "--num-envs", "16", "--buffer-size", "1001"], "--buffer-size (1001) must divide"),
+    (["--devices", "3"], "--num-envs (64) must divide by --devices (3)"),
+    (["--devices", "2", "--buffer-size", "1001"], "--buffer-size (1001) must divide"),
     (["--devices", "64"], "--devices 64 but jax sees"),
 ])
 def test_device_count_errors(args, message, tmp_path, capsys):
-    extra = [] if "--buffer-size" in args or args[1] == "3" else ["--num-envs", "64", "--buffer-size", "6400",
-                                                                 "--batch-size", "128", "--geometry-batch", "128",
-                                                                 "--actor-batch", "64"]
-    assert train.main(args + extra + ["--run-dir", str(tmp_path / "run")]) == 2
+    assert train.main(SIZES + args + ["--run-dir", str(tmp_path / "run")]) == 2
     assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -109,7 +109,8 @@ def test_a_phase_that_times_out_is_an_error_and_the_next_still_runs(tmp_path):
 # a compile 4x shorter when SAVGO_MJX_CACHE already holds its program, and on Ctrl-C a checkpoint
 # message and exit code 130.
 FAKE_TRAIN = textwrap.dedent('''
-    import json, os, sys, time
+    import json, os, signal, sys, time
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as train.py: even if inherited ignored
     args = sys.argv[1:]
     def flag(name, default):
         return args[args.index(name) + 1] if name in args else default

@@ -177,9 +177,10 @@ def load_policies(run_dir: str) -> dict[int, Policy]:
 
 
 # --- export from training (needs JAX and the training code) -----------------------------------
-def export_policies(run_dir: str, trainer, ts) -> list[str]:
+def export_policies(run_dir: str, cfg, env, ts) -> list[str]:
     """Writes RUN_DIR/policies/member-<i>.npz for every member of an [S]-leading TrainState `ts`
-    built by `trainer` (a savgo_mjx.trainer.Trainer). Returns the paths."""
+    of the run configured by `cfg` (its members give seeds and swept values) on `env` (an
+    envs.MujocoEnv). Returns the paths."""
     import jax
 
     import envs
@@ -187,7 +188,6 @@ def export_policies(run_dir: str, trainer, ts) -> list[str]:
     from savgo_mjx import __version__
     from savgo_mjx.config import members, parse_sweep
 
-    cfg, env = trainer.cfg, trainer.env
     member_cfgs = members(cfg)
     actor, stats, env_steps = jax.device_get((ts.agent.actor, ts.obs_stats, ts.env_steps))
     if len(env_steps) != len(member_cfgs):
@@ -239,7 +239,7 @@ def export_from_checkpoint(run_dir: str, step: Optional[int] = None) -> list[str
         ts = checkpointer.restore(like, step)
     finally:
         checkpointer.close()
-    return export_policies(run_dir, trainer, ts)
+    return export_policies(run_dir, trainer.cfg, trainer.env, ts)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

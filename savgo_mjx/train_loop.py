@@ -3,10 +3,12 @@ checkpoints. Nothing here runs per environment step."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
 import time
+import types
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +17,7 @@ from jax.sharding import Mesh
 
 import envs
 from savgo_mjx.checkpoint import Checkpointer
-from savgo_mjx.config import Config, ConfigError, members, parse_sweep, validate
+from savgo_mjx.config import SWEEPABLE, Config, ConfigError, members, parse_sweep, validate
 from savgo_mjx.metrics import MetricsLogger
 from savgo_mjx.policy import export_policies
 from savgo_mjx.preflight import check_memory
@@ -51,6 +53,33 @@ def make_mesh(devices: int) -> Mesh | None:
     return Mesh(np.asarray(visible[:devices]), (DATA,))
 
 
+HOST_ONLY = ("seed", "run_dir", "resume", "total_steps", "eval_every", "log_every",
+             "checkpoint_every", "save_buffer", "track", "wandb_project", "wandb_entity",
+             "progress", "ablation", "distributed", "num_seeds", "sweep")
+"""Config fields the compiled programs never read: the host loop's settings, and what reaches
+the programs as data (seeds; with SWEEPABLE, the traced hyperparameters in TrainState)."""
+
+
+def program_config(cfg: Config) -> Config:
+    """cfg with every field the programs do not read set to its default: two configs with the
+    same program_config (and member count) run the very same compiled programs."""
+    defaults = Config()
+    return dataclasses.replace(cfg, **{k: getattr(defaults, k) for k in (*HOST_ONLY, *SWEEPABLE)})
+
+
+@functools.lru_cache(maxsize=4)
+def _program(program_cfg: Config, num_members: int) -> types.SimpleNamespace:
+    """The env, trainer and programs of one program config, kept for the process: a second
+    train() with other seeds, traced values or run settings neither re-traces nor re-compiles
+    (the persistent cache only saves XLA's compile; tracing an MJX program takes seconds to a
+    minute). `chunk` is compiled by the first run, which knows the state's shapes."""
+    env = envs.make(program_cfg.env, physics=program_cfg.physics)
+    trainer = Trainer(program_cfg, env, make_mesh(program_cfg.devices))
+    return types.SimpleNamespace(
+        env=env, trainer=trainer, chunk=None, evaluate=jax.jit(trainer.evaluate_members),
+        env_state_bytes=_tree_bytes(jax.eval_shape(env.reset, jax.random.PRNGKey(0))))
+
+
 def default_run_dir(cfg: Config) -> str:
     return os.path.join("runs", f"{cfg.env}-{cfg.algo}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}")
 
@@ -71,10 +100,9 @@ def train(cfg: Config) -> dict:
     validate(cfg)
     member_cfgs = members(cfg)
     swept = list(parse_sweep(cfg.sweep))
-    env = envs.make(cfg.env, physics=cfg.physics)
-    trainer = Trainer(cfg, env, make_mesh(cfg.devices))
-    env_state_bytes = _tree_bytes(jax.eval_shape(env.reset, jax.random.PRNGKey(0)))
-    check_memory(cfg, env.observation_size, env.action_size, env_state_bytes,
+    program = _program(program_config(cfg), len(member_cfgs))
+    env, trainer = program.env, program.trainer
+    check_memory(cfg, env.observation_size, env.action_size, program.env_state_bytes,
                  num_members=len(member_cfgs))
 
     run_dir = cfg.run_dir or default_run_dir(cfg)
@@ -89,8 +117,9 @@ def train(cfg: Config) -> dict:
     start_steps = int(ts.env_steps[0])
 
     t0 = time.perf_counter()
-    chunk = jax.jit(trainer.run_chunk, donate_argnums=0).lower(ts, jnp.int32(1)).compile()
-    evaluate = jax.jit(trainer.evaluate_members)
+    if program.chunk is None:  # first run of this program in this process
+        program.chunk = jax.jit(trainer.run_chunk, donate_argnums=0).lower(ts, jnp.int32(1)).compile()
+    chunk, evaluate = program.chunk, program.evaluate
     compile_s = time.perf_counter() - t0
 
     total_iterations = math.ceil(cfg.total_steps / cfg.num_envs)
@@ -130,7 +159,7 @@ def train(cfg: Config) -> dict:
             if finished or (cfg.checkpoint_every and steps // cfg.checkpoint_every
                             > (steps - n * cfg.num_envs) // cfg.checkpoint_every):
                 last_saved = checkpointer.save(ts)
-                export_policies(run_dir, trainer, ts)
+                export_policies(run_dir, cfg, env, ts)
         if cfg.track:  # a video of the best member's episode in Gymnasium; never fails the run
             try:
                 from savgo_mjx.video import log_video_to_wandb
@@ -143,7 +172,7 @@ def train(cfg: Config) -> dict:
         jax.block_until_ready(ts)
         if bool(np.all(jax.device_get(jax.vmap(params_finite)(ts.agent)))):
             last_saved = checkpointer.save(ts)
-            export_policies(run_dir, trainer, ts)
+            export_policies(run_dir, cfg, env, ts)
             logger.print(f"interrupted: saved a checkpoint at {last_saved} env steps in {run_dir}; "
                          f"continue with --resume --run-dir {run_dir}")
         raise

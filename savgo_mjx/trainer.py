@@ -113,8 +113,12 @@ class Trainer:
         stack = lambda *leaves: jnp.stack(leaves)  # noqa: E731
         hyper = jax.tree.map(stack, *[Hyper.from_config(m, self.env.action_size) for m in members])
         rates = jax.tree.map(stack, *[Rates.from_config(m) for m in members])
-        ts = jax.jit(jax.vmap(self.init))(seeds, hyper, rates)
+        ts = self._init_program(seeds, hyper, rates)
         return ts if self.mesh is None else jax.device_put(ts, self.shardings(ts))
+
+    @functools.cached_property
+    def _init_program(self):
+        return jax.jit(jax.vmap(self.init))
 
     def shardings(self, ts: TrainState):
         """Where each leaf of an [S]-leading state lives on the mesh: the shard axis (axis 1 of

@@ -120,7 +120,7 @@ def test_every_member_is_exported_with_its_own_actor_and_statistics(env, tmp_pat
                                  var=jnp.asarray(rng.uniform(0.01, 4.0, size=(2, 4)), jnp.float32),
                                  count=jnp.full((2,), 1000.0))
     ts = ts.replace(obs_stats=stats, env_steps=jnp.full((2,), 4096, jnp.int32))
-    paths = export_policies(str(tmp_path), trainer, ts)
+    paths = export_policies(str(tmp_path), trainer.cfg, trainer.env, ts)
     assert paths == [policy_path(str(tmp_path), 0), policy_path(str(tmp_path), 1)]
     obs = _observations(seed=2)
     actions = []
@@ -134,7 +134,7 @@ def test_every_member_is_exported_with_its_own_actor_and_statistics(env, tmp_pat
 
     # Without observation normalisation the file has no statistics and the actor sees raw obs.
     raw = Trainer(dataclasses.replace(cfg, obs_norm=False), env)
-    policy = load_policy(export_policies(str(tmp_path / "raw"), raw, ts)[1])
+    policy = load_policy(export_policies(str(tmp_path / "raw"), raw.cfg, raw.env, ts)[1])
     assert policy.obs_mean is None and policy.metadata["obs_norm"] is False
     np.testing.assert_allclose(policy.agent_action(obs), _trainer_actions(raw, ts, 1, obs), rtol=1e-5, atol=1e-6)
 

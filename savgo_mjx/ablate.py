@@ -29,12 +29,7 @@ import os
 import sys
 from typing import Callable, Optional, Sequence
 
-from savgo_mjx.config import ABLATIONS, CONFIG_DIR, Config, ConfigError, defaults_for, validate
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
+from savgo_mjx.config import ABLATIONS, CONFIG_DIR, Config, ConfigError, defaults_for, load_toml, validate
 
 ALGOS = ("savgo", "sac")
 STUDY_KEYS = ("ablations", "algos")
@@ -60,17 +55,7 @@ def study_preset_path(env: str) -> str:
 
 def load_study_preset(path: str) -> tuple[dict, dict]:
     """A study preset -> (Config values, study values {"ablations": [...], "algos": [...]})."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"study preset not found: {path}")
-    with open(path, "rb") as f:
-        try:
-            values = tomllib.load(f)
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"cannot parse {path}: {e}") from None
-    known = {f.name for f in dataclasses.fields(Config)} | set(STUDY_KEYS)
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {path}")
+    values = load_toml(path, STUDY_KEYS, what="study preset")
     study = {k: values.pop(k) for k in STUDY_KEYS if k in values}
     return values, study
 

@@ -183,16 +183,16 @@ def members(cfg: Config) -> list[Config]:
     return out
 
 
-def load_toml(path: str) -> dict:
-    """Reads a preset file and checks its keys against Config."""
+def load_toml(path: str, extra_keys: tuple[str, ...] = (), what: str = "config file") -> dict:
+    """Reads a preset file and checks its keys against Config (plus `extra_keys`)."""
     if not os.path.isfile(path):
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"{what} not found: {path}")
     with open(path, "rb") as f:
         try:
             values = tomllib.load(f)
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"cannot parse {path}: {e}") from None
-    known = {f.name for f in dataclasses.fields(Config)}
+    known = {f.name for f in dataclasses.fields(Config)} | set(extra_keys)
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {path}")

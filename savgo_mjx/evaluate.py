@@ -36,6 +36,18 @@ class EvaluateError(ValueError):
     """Bad input: the CLI prints it on one line and exits with code 2."""
 
 
+def run_policy_files(run_dir: str) -> dict[int, str]:
+    """policy_files(run_dir), or EvaluateError when the run or its exported policies are missing."""
+    if not os.path.isdir(run_dir):
+        raise EvaluateError(f"no run directory {run_dir}")
+    files = policy_files(run_dir)
+    if not files:
+        raise EvaluateError(f"no exported policies in {os.path.join(run_dir, 'policies')} (they are "
+                            f"written with each checkpoint; for an older run: python -m "
+                            f"savgo_mjx.policy {run_dir})")
+    return files
+
+
 def make_gym_env(policy: Policy, **kwargs):
     """gymnasium.make of the policy's v5 task, checked against the policy's sizes."""
     import gymnasium
@@ -109,13 +121,7 @@ def evaluate_run(run_dir: str, members: Optional[list[int]] = None, episodes: in
     """Evaluates the exported policies of `members` (default: all) in Gymnasium; one dict per
     member with the Gymnasium returns, the logged MJX eval return and their ratio.
     EvaluateError for a run dir without policies or an unknown member."""
-    if not os.path.isdir(run_dir):
-        raise EvaluateError(f"no run directory {run_dir}")
-    files = policy_files(run_dir)
-    if not files:
-        raise EvaluateError(f"no exported policies in {os.path.join(run_dir, 'policies')} (they are "
-                            f"written with each checkpoint; for an older run: python -m "
-                            f"savgo_mjx.policy {run_dir})")
+    files = run_policy_files(run_dir)
     members = list(files) if members is None else members
     for m in members:
         if m not in files:

@@ -19,8 +19,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from savgo_mjx.evaluate import EvaluateError, make_gym_env
-from savgo_mjx.policy import Policy, load_policy, policy_files
+from savgo_mjx.evaluate import EvaluateError, make_gym_env, run_policy_files
+from savgo_mjx.policy import Policy, load_policy
 
 
 def default_video_path(run_dir: str, member: int) -> str:
@@ -67,13 +67,7 @@ def render_episode(policy: Policy, out: str, steps: int = 1000, seed: int = 0,
 def render_run(run_dir: str, member: int = 0, out: Optional[str] = None, steps: int = 1000,
                seed: int = 0) -> dict[str, Any]:
     """render_episode for one member of a run. EvaluateError if it has no such policy."""
-    if not os.path.isdir(run_dir):
-        raise EvaluateError(f"no run directory {run_dir}")
-    files = policy_files(run_dir)
-    if not files:
-        raise EvaluateError(f"no exported policies in {os.path.join(run_dir, 'policies')} (they are "
-                            f"written with each checkpoint; for an older run: python -m "
-                            f"savgo_mjx.policy {run_dir})")
+    files = run_policy_files(run_dir)
     if member not in files:
         raise EvaluateError(f"{run_dir} has no policy of member {member}; exported members: "
                             f"{', '.join(map(str, files))}")

@@ -5,10 +5,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import contextlib
 import math
 import os
+import signal
+import threading
 import time
 import types
+from typing import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -132,57 +136,85 @@ def train(cfg: Config) -> dict:
     last_saved = checkpointer.latest_step()
     eval_returns = None
     steps = start_steps
-    try:
-        wall0 = time.perf_counter()
-        while int(ts.iteration[0]) < total_iterations:
-            n = min(chunk_iterations, total_iterations - int(ts.iteration[0]))
-            tick = time.perf_counter()
-            ts, metrics = chunk(ts, jnp.int32(n))
-            metrics = jax.device_get(metrics)
-            elapsed = time.perf_counter() - tick
-            steps = int(ts.env_steps[0])
-            _check_finite(metrics, steps, last_saved, run_dir, labels)
+    with _sigint_between_chunks() as stop_requested:
+        try:
+            wall0 = time.perf_counter()
+            while int(ts.iteration[0]) < total_iterations:
+                n = min(chunk_iterations, total_iterations - int(ts.iteration[0]))
+                tick = time.perf_counter()
+                ts, metrics = chunk(ts, jnp.int32(n))
+                metrics = jax.device_get(metrics)
+                elapsed = time.perf_counter() - tick
+                steps = int(ts.env_steps[0])
+                _check_finite(metrics, steps, last_saved, run_dir, labels)
 
-            shared = {"env_steps": steps, "wall_s": time.perf_counter() - wall0 + compile_s,
-                      "sps": n * cfg.num_envs * len(member_cfgs) / elapsed}
-            rows = [dict(shared, **label, **{k: v[i] for k, v in metrics.items() if k != "params_finite"})
-                    for i, label in enumerate(labels)]
-            finished = int(ts.iteration[0]) >= total_iterations
-            if finished or (cfg.eval_every and steps // cfg.eval_every > (steps - n * cfg.num_envs) // cfg.eval_every):
-                keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(m.seed + 1), steps)
-                                  for m in member_cfgs])  # a member's episodes depend on its seed only
-                returns = np.asarray(evaluate(ts, keys))  # [S, eval_envs]
-                eval_returns = [float(r) for r in returns.mean(axis=1)]
-                for row, r in zip(rows, returns):
-                    row.update(eval_return=float(r.mean()), eval_return_std=float(r.std()))
-            logger.log(rows)
-            if finished or (cfg.checkpoint_every and steps // cfg.checkpoint_every
-                            > (steps - n * cfg.num_envs) // cfg.checkpoint_every):
+                shared = {"env_steps": steps, "wall_s": time.perf_counter() - wall0 + compile_s,
+                          "sps": n * cfg.num_envs * len(member_cfgs) / elapsed}
+                rows = [dict(shared, **label, **{k: v[i] for k, v in metrics.items() if k != "params_finite"})
+                        for i, label in enumerate(labels)]
+                finished = int(ts.iteration[0]) >= total_iterations
+                if finished or (cfg.eval_every and steps // cfg.eval_every > (steps - n * cfg.num_envs) // cfg.eval_every):
+                    keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(m.seed + 1), steps)
+                                      for m in member_cfgs])  # a member's episodes depend on its seed only
+                    returns = np.asarray(evaluate(ts, keys))  # [S, eval_envs]
+                    eval_returns = [float(r) for r in returns.mean(axis=1)]
+                    for row, r in zip(rows, returns):
+                        row.update(eval_return=float(r.mean()), eval_return_std=float(r.std()))
+                logger.log(rows)
+                if finished or (cfg.checkpoint_every and steps // cfg.checkpoint_every
+                                > (steps - n * cfg.num_envs) // cfg.checkpoint_every):
+                    last_saved = checkpointer.save(ts)
+                    export_policies(run_dir, cfg, env, ts)
+                if stop_requested() and not finished:
+                    raise KeyboardInterrupt
+            if cfg.track:  # a video of the best member's episode in Gymnasium; never fails the run
+                try:
+                    from savgo_mjx.video import log_video_to_wandb
+
+                    best = 0 if eval_returns is None else int(np.argmax(eval_returns))
+                    log_video_to_wandb(run_dir, best, step=steps)
+                except Exception as e:  # noqa: BLE001
+                    logger.print(f"warning: no video logged to wandb ({type(e).__name__}: {e})")
+        except KeyboardInterrupt:
+            if any(leaf.is_deleted() for leaf in jax.tree.leaves(ts)):  # a second Ctrl-C inside a chunk
+                logger.print("interrupted twice: the chunk in flight had taken the training state; "
+                             f"the last checkpoint ({last_saved} env steps) in {run_dir} is kept")
+            elif bool(np.all(jax.device_get(jax.vmap(params_finite)(ts.agent)))):
                 last_saved = checkpointer.save(ts)
                 export_policies(run_dir, cfg, env, ts)
-        if cfg.track:  # a video of the best member's episode in Gymnasium; never fails the run
-            try:
-                from savgo_mjx.video import log_video_to_wandb
-
-                best = 0 if eval_returns is None else int(np.argmax(eval_returns))
-                log_video_to_wandb(run_dir, best, step=steps)
-            except Exception as e:  # noqa: BLE001
-                logger.print(f"warning: no video logged to wandb ({type(e).__name__}: {e})")
-    except KeyboardInterrupt:
-        jax.block_until_ready(ts)
-        if bool(np.all(jax.device_get(jax.vmap(params_finite)(ts.agent)))):
-            last_saved = checkpointer.save(ts)
-            export_policies(run_dir, cfg, env, ts)
-            logger.print(f"interrupted: saved a checkpoint at {last_saved} env steps in {run_dir}; "
-                         f"continue with --resume --run-dir {run_dir}")
-        raise
-    finally:
-        logger.close()
-        checkpointer.close()
+                logger.print(f"interrupted: saved a checkpoint at {last_saved} env steps in {run_dir}; "
+                             f"continue with --resume --run-dir {run_dir}")
+            raise
+        finally:
+            logger.close()
+            checkpointer.close()
     return {"run_dir": run_dir, "env_steps": steps, "members": len(member_cfgs),
             "eval_return": None if eval_returns is None else float(np.mean(eval_returns)),
             "eval_returns": eval_returns, "compile_s": compile_s,
             "wall_s": time.perf_counter() - t0}
+
+
+@contextlib.contextmanager
+def _sigint_between_chunks() -> Iterator[Callable[[], bool]]:
+    """Yields `stop_requested()`. The first Ctrl-C / SIGINT only sets it: a chunk donates the
+    training state to the device program, so an interrupt inside the call would leave nothing to
+    save; the loop checks it after each chunk. A second SIGINT raises KeyboardInterrupt at once."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live there only
+        yield lambda: False
+        return
+    requested = []
+
+    def on_sigint(signum, frame):
+        if requested:
+            raise KeyboardInterrupt
+        requested.append(signum)
+        print("Ctrl-C: stopping after the running chunk (again to stop at once, losing it)", flush=True)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield lambda: bool(requested)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _check_finite(metrics: dict, steps: int, last_saved: int | None, run_dir: str,

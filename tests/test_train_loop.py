@@ -120,6 +120,21 @@ def test_ctrl_c_saves_a_checkpoint_then_exits_cleanly(tmp_path):
     assert step is not None and step >= 128
 
 
+def test_first_sigint_waits_for_the_chunk_and_a_second_stops_at_once():
+    from savgo_mjx.train_loop import _sigint_between_chunks
+
+    before = signal.getsignal(signal.SIGINT)
+    with _sigint_between_chunks() as stop_requested:
+        assert not stop_requested()
+        os.kill(os.getpid(), signal.SIGINT)  # a chunk in flight keeps running
+        time.sleep(0.1)
+        assert stop_requested()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1.0)
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def _member_rows(run_dir, member):
     return [r for r in _rows(run_dir) if r["member"] == member]
 

@@ -1,4 +1,4 @@
-"""Everything one GPU session must record, in one time-boxed script (~8 min on one H100/H200).
+"""Everything one GPU session must record, in one time-boxed script (~9.5 min on one H100/H200).
 
 The GPU session (one `run` call; the host lacks mujoco, mjx, brax, tyro, rich, gymnasium)
 ------------------------------------------------------------------------------------------
@@ -8,16 +8,20 @@ On the development machine, from the project root (the wheels are ~35 MB and git
     python benchmarks/gpu_check.py --tiny --out /tmp/gpu_check_tiny   # optional: same paths on CPU
     git rev-parse --short HEAD                                         # put it after --commit below
 
-then one device call with `carry: [".wheels"]` and `timeout_s: 540` (the phase budgets sum to
-460 s, pip needs ~30 s; what is left of the 15-minute session, after the machine's start, is for
-a partial rerun with `--phases`):
+then one device call with `carry: [".wheels"]` and `timeout_s: 600` (the phase budgets sum to
+545 s, pip needs ~20 s). Do not set MUJOCO_GL=egl there: without the EGL loaders (see the device
+README) mujoco's import then fails in every phase. Only 8 files come back from $OUT, so the
+command packs the rest:
 
     python3 -m pip install -q --no-index --no-deps --no-compile --target .site .wheels/*.whl \
-      && export PYTHONPATH=$PWD/.site:$PWD PYTHONUNBUFFERED=1 \
-      && python3 benchmarks/gpu_check.py --out $OUT --commit <sha>[+dirty]
+      && export PYTHONPATH=$PWD/.site:$PWD PYTHONUNBUFFERED=1; \
+    timeout 570 python3 benchmarks/gpu_check.py --out /tmp/gco --work /tmp/gw --keep-work \
+      --physics fast --commit <sha>[+dirty]; \
+    cp /tmp/gco/summary.md /tmp/gco/curve.png /tmp/gco/curve.csv $OUT/; \
+    tar czf $OUT/gpu_check.tgz --exclude=jax-cache --exclude=checkpoints -C /tmp gco gw
 
-Everything under $OUT comes back: one JSON per phase, summary.json, summary.md, curve.csv,
-curve.png and the phase logs (caches, run dirs and checkpoints stay in a temp folder). matplotlib
+The tarball holds one JSON and log per phase, summary.json, the train.py logs and the curve
+run's metrics, config and exported policies/ (checkpoints and caches stay behind). matplotlib
 is not on the GPU host; without it curve.png is drawn by a small built-in plotter (ticks as
 numbers, no axis titles; summary.md says which). Add `matplotlib contourpy cycler fonttools
 kiwisolver pillow pyparsing python-dateutil six` to fetch-wheels.sh's arguments for the real
@@ -28,10 +32,11 @@ error and the others still run; default order below, `--phases` picks and orders
 ----------------------------------------------------------------------------------------------
 meta     device, memory, jax/jaxlib/mujoco/mujoco-mjx/flax/brax versions, commit (+dirty), the
          matmul precision (jax's default and what training sets), XLA_FLAGS.
-compile  compile-once: `train.py` twice in a row on a fresh persistent cache (SAVGO_MJX_CACHE),
-         the second with other learning rates and lambda (traced values: it should load the
-         compiled program from the cache): first and second `compile_s` from train.py's summary
-         (the JSON on its last stdout line), cache entries written by each.
+compile  compile-once: two `train.py` start-ups of one program on one persistent cache
+         (SAVGO_MJX_CACHE, empty when the invocation starts), the second with other learning
+         rates and lambda (traced values: it should load the compiled programs from the cache):
+         first and second `compile_s` (train.py's "compiled in"), cache entries written by each.
+         After the curve phase (the default order), the curve's cold start-up is the first one.
 env      raw env steps/s (benchmarks/env_throughput.py): ours (VecEnv, what training steps) vs
          brax's humanoid (training.wrap) at 1024 and 4096 envs. Default physics "fast" only: every
          humanoid program compiles for ~50 s on an H200 (docs/ENVS.md), so "v5" at the training N
@@ -40,19 +45,21 @@ train    end-to-end training steps/s vs raw env steps/s at the same N, and SAVGO
          (benchmarks/train_throughput.py with the preset's sizes, parts e2e, raw_env, updates,
          updates_sac). With the shared cache, e2e loads the program the compile phase built
          (its compile_s is then a cache load, said so in the summary).
-curve    time-boxed training with the preset (`train.py --env humanoid`; evaluations every 200k env
+curve    (runs second: it builds the cache the later phases load) time-boxed training with the preset (`train.py --env humanoid`; evaluations every 200k env
          steps instead of 500k, `--curve-args` adds or overrides flags), stopped with SIGINT at
          `--curve-box` seconds after launch (train.py saves a checkpoint and exits 130); its
          metrics.jsonl becomes curve.csv (wall_s, env_steps, eval_return, episode_return) and
          curve.png (eval return against wall time). wall_s is train.py's own clock (compile
          included, process start-up and imports not).
 
-Default budgets (seconds, GPU): meta 20, compile 160, env 100, train 90, curve 90 = 460 (the
-curve is stopped 30 s before its budget); set with `--budget NAME=SECONDS`. They are estimates
-(no GPU run of this script yet) from the H200 figures in docs/ENVS.md, where one humanoid MJX
-program compiles in ~50 s (the first train.py start-up compiles three: init, chunk, evaluation)
-and brax's in ~12 s. A phase that runs out is killed and reported as an error with whatever it
-wrote (env_throughput writes after every N; the compile phase after each start-up; the curve's
+Default budgets (seconds, GPU): meta 15, curve 250, compile 80, train 120, env 80 = 545 (the
+curve is stopped 30 s before its budget); set with `--budget NAME=SECONDS`. Sized from the first
+GPU run (H200, 2026-11-26, docs/BENCHMARKS.md): the Humanoid training chunk (physics fast, 1024
+envs) compiled cold in 116 s and the evaluation program in about as long, a second start-up on
+the cache took 27 s, an env-only program at 1024 envs did not compile within 55 s; the old
+budgets (compile 140 s for two cold start-ups, env 60, train 85) all ran out. About 7 minutes,
+as first planned, does not fit while a cold MJX Humanoid program compiles for ~100 s.
+A phase that runs out is killed and reported as an error with whatever it wrote (env_throughput writes after every N; the compile phase after each start-up; the curve's
 metrics are read either way). A longer curve alone: `--phases curve --budget curve=560` (it then
 compiles cold: the cache lives in this invocation's work folder).
 
@@ -63,9 +70,9 @@ figures mean nothing), and the curve stopped as soon as it has two evaluations. 
 almost all MJX compiles (each 20-100 s on a 2-core CPU): 605 s on the shared 2-core development
 VM (load 4-6), far from the two minutes hoped for; tests/test_gpu_check.py runs it as a slow test.
 
-Caches: one persistent compilation cache folder per invocation (in `--work`); the compile phase
-empties it first, then curve, env and train reuse it (`--no-share-cache`: env and train compile
-cold; the compile figures are unaffected either way).
+Caches: one persistent compilation cache folder per invocation (in `--work`), emptied when the
+invocation starts; curve, compile, train and env all use it (`--no-share-cache`: env and train
+compile cold; the compile figures are unaffected either way).
 
 Exit code 0 when every selected phase succeeded, 1 otherwise.
 """
@@ -76,6 +83,7 @@ import csv
 import datetime
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -91,8 +99,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-PHASES = ("meta", "compile", "env", "train", "curve")
-GPU_BUDGETS = {"meta": 20, "compile": 160, "env": 100, "train": 90, "curve": 90}
+PHASES = ("meta", "curve", "compile", "train", "env")
+GPU_BUDGETS = {"meta": 15, "curve": 250, "compile": 80, "train": 120, "env": 80}
 TINY_BUDGETS = {"meta": 120, "compile": 480, "env": 300, "train": 300, "curve": 300}
 CURVE_GRACE_S = 20.0  # after SIGINT: the running chunk ends, a checkpoint (no buffer), exit
 CURVE_EVAL_EVERY = 200_000  # GPU curve: the preset's 500k may not be reached inside a short box
@@ -250,6 +258,8 @@ def phase_plan(name: str, a: argparse.Namespace) -> tuple[list[str], dict[str, s
         spec = dict(train_py=os.path.abspath(a.train_py), train_args=train_common(a), cache=a.cache, out=a.out,
                     work=a.work, tiny=a.tiny)
         if name == "compile":
+            before = a.phase_list[:a.phase_list.index("compile")]
+            spec["curve_stderr"] = os.path.join(a.work, "curve", "stderr.txt") if "curve" in before else None
             cfg = preset(a.env)
             n = a.num_envs or cfg.num_envs
             steps = 16 if a.tiny else n  # one chunk (tiny: 4 iterations), then the final eval
@@ -536,18 +546,33 @@ def _start_train(cmd: list[str], env: dict, stdout_path: str, stderr_path: str) 
     return subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=ROOT), out, err
 
 
+def curve_compile_s(stderr_path: Optional[str]) -> Optional[float]:
+    """train.py's "compiled in X s" from the curve phase's stderr (None if it never got there)."""
+    match = re.search(r"compiled in ([0-9.]+) s", read_text(stderr_path)) if stderr_path else None
+    return float(match.group(1)) if match else None
+
+
 def worker_compile(a: argparse.Namespace) -> int:
+    """Two start-ups of one program, the second with other traced values. When the curve phase
+    ran earlier in this invocation, its start-up on the fresh cache is the first one (a humanoid
+    start-up compiles for minutes on a GPU: doing it twice does not fit a session)."""
     spec = read_json(a.spec)
     cache = spec["cache"]
-    shutil.rmtree(cache, ignore_errors=True)
-    os.makedirs(cache)
     env = dict(os.environ, SAVGO_MJX_CACHE=cache)
     runs: list[dict] = []
     result_path = os.path.join(spec["out"], "compile", "compile_runs.json")
+    first_s = curve_compile_s(spec.get("curve_stderr"))
+    starts = [("second (other lr/lambda)", spec["first"] + spec["second"])]
+    if first_s is not None:
+        runs.append(dict(label="first (fresh cache): the curve phase's start-up", flags=[], returncode=0,
+                         compile_s=first_s, from_curve=True, cache_entries=len(cache_entries(cache))))
+    else:
+        shutil.rmtree(cache, ignore_errors=True)
+        os.makedirs(cache)
+        starts.insert(0, ("first (fresh cache)", spec["first"]))
     write_json(result_path, {"runs": runs})
-    before: list[str] = []
-    for i, (label, extra) in enumerate((("first (fresh cache)", spec["first"]),
-                                        ("second (other lr/lambda)", spec["first"] + spec["second"]))):
+    before = cache_entries(cache)
+    for i, (label, extra) in enumerate(starts, start=len(runs)):
         run_dir = os.path.join(spec["work"], "compile", f"run{i + 1}")
         shutil.rmtree(run_dir, ignore_errors=True)
         os.makedirs(run_dir)
@@ -935,6 +960,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     a.work = os.path.abspath(a.work or tempfile.mkdtemp(prefix="gpu_check-"))
     os.makedirs(a.work, exist_ok=True)
     a.cache = os.path.join(a.work, "jax-cache")
+    shutil.rmtree(a.cache, ignore_errors=True)  # every invocation starts cold: its first start-up is measured
+    os.makedirs(a.cache)
     a.commit = commit_id(a.commit)
     started = datetime.datetime.now().isoformat(timespec="seconds")
     clock.say(f"{'--tiny ' if a.tiny else ''}out {a.out}; work {a.work}; commit {a.commit['commit']}; "

@@ -76,12 +76,60 @@ def _program(program_cfg: Config, num_members: int) -> types.SimpleNamespace:
     """The env, trainer and programs of one program config, kept for the process: a second
     train() with other seeds, traced values or run settings neither re-traces nor re-compiles
     (the persistent cache only saves XLA's compile; tracing an MJX program takes seconds to a
-    minute). `chunk` is compiled by the first run, which knows the state's shapes."""
+    minute). `chunk` and `evaluate` are compiled by the first run, which knows the state's shapes."""
     env = envs.make(program_cfg.env, physics=program_cfg.physics)
     trainer = Trainer(program_cfg, env, make_mesh(program_cfg.devices))
     return types.SimpleNamespace(
-        env=env, trainer=trainer, chunk=None, evaluate=jax.jit(trainer.evaluate_members),
+        env=env, trainer=trainer, chunk=None, evaluate=None,
         env_state_bytes=_tree_bytes(jax.eval_shape(env.reset, jax.random.PRNGKey(0))))
+
+
+def _compile(program: types.SimpleNamespace, ts, eval_keys: jax.Array) -> None:
+    """Compiles the training chunk, and the evaluation on a background thread.
+
+    Each of the two programs holds its own copy of the MJX step, and XLA compiles it for about
+    as long as the chunk (~100 s each for Humanoid on an H200). XLA's compile releases the GIL, so
+    the evaluation's tracing and compile overlap the chunk's compile and then the first training
+    chunks; the first evaluation waits for it if it is not done yet."""
+    trainer = program.trainer
+    chunk = jax.jit(trainer.run_chunk, donate_argnums=0).lower(ts, jnp.int32(1))
+    program.evaluate = _Background(lambda: jax.jit(trainer.evaluate_members).lower(ts, eval_keys).compile())
+    program.chunk = chunk.compile()
+
+
+class _Background:
+    """`fn()` on a daemon thread: a run stopped early exits without waiting for it."""
+
+    def __init__(self, fn: Callable):
+        self._done = threading.Event()
+        self._value, self._error = None, None
+
+        def run():
+            try:
+                self._value = fn()
+            except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+                self._error = e
+            finally:
+                self._done.set()
+
+        threading.Thread(target=run, daemon=True).start()
+
+    def result(self):
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _crossed(every: int, steps: int, chunk_steps: int) -> bool:
+    """Whether the last chunk (chunk_steps env steps, ending at `steps`) crossed a multiple of
+    `every` (0: never)."""
+    return bool(every) and steps // every > (steps - chunk_steps) // every
+
+
+def _eval_keys(member_cfgs: list[Config], steps: int) -> jax.Array:
+    """[S, 2]: a member's evaluation episodes depend on its seed and the step count only."""
+    return jnp.stack([jax.random.fold_in(jax.random.PRNGKey(m.seed + 1), steps) for m in member_cfgs])
 
 
 def default_run_dir(cfg: Config) -> str:
@@ -122,8 +170,8 @@ def train(cfg: Config) -> dict:
 
     t0 = time.perf_counter()
     if program.chunk is None:  # first run of this program in this process
-        program.chunk = jax.jit(trainer.run_chunk, donate_argnums=0).lower(ts, jnp.int32(1)).compile()
-    chunk, evaluate = program.chunk, program.evaluate
+        _compile(program, ts, _eval_keys(member_cfgs, start_steps))
+    chunk = program.chunk
     compile_s = time.perf_counter() - t0
 
     total_iterations = math.ceil(cfg.total_steps / cfg.num_envs)
@@ -153,16 +201,16 @@ def train(cfg: Config) -> dict:
                 rows = [dict(shared, **label, **{k: v[i] for k, v in metrics.items() if k != "params_finite"})
                         for i, label in enumerate(labels)]
                 finished = int(ts.iteration[0]) >= total_iterations
-                if finished or (cfg.eval_every and steps // cfg.eval_every > (steps - n * cfg.num_envs) // cfg.eval_every):
-                    keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(m.seed + 1), steps)
-                                      for m in member_cfgs])  # a member's episodes depend on its seed only
-                    returns = np.asarray(evaluate(ts, keys))  # [S, eval_envs]
+                # On Ctrl-C the evaluation is skipped: it would delay the stop (its first call may
+                # still be compiling) and the checkpoint matters more.
+                if finished or (_crossed(cfg.eval_every, steps, n * cfg.num_envs) and not stop_requested()):
+                    evaluate = program.evaluate.result()  # waits while it is still compiling
+                    returns = np.asarray(evaluate(ts, _eval_keys(member_cfgs, steps)))  # [S, eval_envs]
                     eval_returns = [float(r) for r in returns.mean(axis=1)]
                     for row, r in zip(rows, returns):
                         row.update(eval_return=float(r.mean()), eval_return_std=float(r.std()))
                 logger.log(rows)
-                if finished or (cfg.checkpoint_every and steps // cfg.checkpoint_every
-                                > (steps - n * cfg.num_envs) // cfg.checkpoint_every):
+                if finished or _crossed(cfg.checkpoint_every, steps, n * cfg.num_envs):
                     last_saved = checkpointer.save(ts)
                     export_policies(run_dir, cfg, env, ts)
                 if stop_requested() and not finished:

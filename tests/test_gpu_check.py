@@ -22,7 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
-PHASES = ("meta", "compile", "env", "train", "curve")
+PHASES = ("meta", "curve", "compile", "train", "env")
 
 
 def run_check(out: Path, *args: str, timeout: float) -> subprocess.CompletedProcess:
@@ -174,6 +174,24 @@ def test_compile_and_curve_orchestration_with_a_stand_in_train_py(tmp_path):
     assert (out / "curve" / "metrics.jsonl").read_text().count("\n") == len(rows)
     md = (out / "summary.md").read_text()
     assert "## compile:" in md and "## curve:" in md and "SIGINT at" in md
+
+
+def test_after_the_curve_only_the_second_start_up_runs(tmp_path):
+    fake = tmp_path / "fake_train.py"
+    fake.write_text(FAKE_TRAIN)
+    out, work = tmp_path / "out", tmp_path / "work"
+    (work / "jax-cache").mkdir(parents=True)
+    (work / "jax-cache" / "jit_run_chunk-0-cache").touch()  # a stale entry: each invocation starts cold
+    result = run_check(out, "--tiny", "--phases", "curve,compile", "--train-py", str(fake),
+                       "--work", str(work), "--keep-work", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    first, second = phase(out, "compile")["result"]["runs"]
+    assert first["from_curve"] and first["compile_s"] == 0.4  # the curve's cold start-up
+    assert second["compile_s"] == 0.1  # loaded what the curve compiled
+    assert not (work / "compile" / "run1").exists()  # no second cold start-up
+    argv2 = json.loads((work / "compile" / "run2" / "argv.json").read_text())
+    assert "--lam" in argv2["argv"]
 
 
 def test_curve_png_without_matplotlib(tmp_path, monkeypatch):

@@ -123,18 +123,24 @@ def _make_bench(row: dict, step: Callable, state0, action_size: int, steps: int,
 
 
 # --- one function per measurement ----------------------------------------------------------------
-def make_env(task: str, physics: str, fast_physics: Optional[dict] = None):
+def make_env(task: str, physics: str, fast_physics: Optional[dict] = None, rk4_unroll: int = 3):
     """envs.make, with the task's `fast_physics` replaced by `fast_physics` when one is given."""
     overrides = {} if fast_physics is None else {"fast_physics": dict(fast_physics)}
-    return envs.make(task, physics=physics, **overrides)
+    return envs.make(task, physics=physics, rk4_stage_unroll=rk4_unroll, **overrides)
+
+
+def physics_label(physics: str, rk4_unroll: int) -> str:
+    """"fast", or "fast-u1" for RK4 stages rolled into a loop (envs.base.mjx_step)."""
+    return physics if rk4_unroll == 3 else f"{physics}-u{rk4_unroll}"
 
 
 def prepare_ours(task: str, physics: str, num_envs: int, steps: int, mode: str, seed: int,
-                 fast_physics: Optional[dict] = None) -> Bench:
+                 fast_physics: Optional[dict] = None, rk4_unroll: int = 3) -> Bench:
     """Our env under `physics`, as VecEnv (mode 'vecenv') or a bare vmapped env.step ('bare')."""
-    env = make_env(task, physics, fast_physics)
-    row = dict(impl="ours", task=task, physics=physics, mode=mode, num_envs=num_envs, steps=steps,
-               obs_size=env.observation_size, opt=_opt_summary(env.mj_model.opt))
+    env = make_env(task, physics, fast_physics, rk4_unroll)
+    row = dict(impl="ours", task=task, physics=physics_label(physics, rk4_unroll), mode=mode,
+               num_envs=num_envs, steps=steps, obs_size=env.observation_size,
+               opt=_opt_summary(env.mj_model.opt))
     key = jax.random.PRNGKey(seed)
     if mode == "vecenv":
         vec = envs.VecEnv(env, num_envs)
@@ -211,6 +217,10 @@ def ratios(rows: list[dict]) -> list[dict]:
         if mode == "vecenv" and ("ours", physics, "bare", n) in ok:
             out.append(dict(num_envs=n, what=f"ours {physics} vecenv / ours {physics} bare",
                             ratio=sps / ok[("ours", physics, "bare", n)]))
+        unrolled = ("ours", physics.split("-u")[0], mode, n)
+        if "-u" in physics and unrolled in ok:
+            out.append(dict(num_envs=n, what=f"ours {physics} {mode} / ours {unrolled[1]} {mode}",
+                            ratio=sps / ok[unrolled]))
     return out
 
 
@@ -288,6 +298,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--fast-physics", type=json.loads, default=None, metavar="JSON",
                    help='replaces the task\'s fast_physics for the "fast" rows, e.g. '
                         '\'{"iterations": 2, "ls_iterations": 4}\' (a candidate setting)')
+    p.add_argument("--rk4-unroll", type=int, nargs="+", default=[3], choices=(1, 2, 3),
+                   help="RK4 stages unrolled for free/ball-joint tasks (3: MJX's; 1 compiles faster); "
+                        "rows for values other than 3 show physics as e.g. 'fast-u1'")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-brax", action="store_true", help="skip brax's humanoid")
     p.add_argument("--brax-env", default="humanoid", help="brax.envs name of the reference env")
@@ -317,14 +330,16 @@ def main(argv: Optional[list[str]] = None) -> dict:
         benches: list[Bench] = []
         errors: list[dict] = []
         for physics in args.physics:
-            for mode in args.modes:
-                base = dict(impl="ours", task=args.task, physics=physics, mode=mode, num_envs=n,
-                            steps=args.steps)
-                b = _attempt(f"ours {args.task} {physics} {mode}", errors, base,
-                             lambda: prepare_ours(args.task, physics, n, args.steps, mode, args.seed,
-                                                      args.fast_physics))
-                if b:
-                    benches.append(b)
+            for unroll in args.rk4_unroll:
+                label = physics_label(physics, unroll)
+                for mode in args.modes:
+                    base = dict(impl="ours", task=args.task, physics=label, mode=mode, num_envs=n,
+                                steps=args.steps)
+                    b = _attempt(f"ours {args.task} {label} {mode}", errors, base,
+                                 lambda: prepare_ours(args.task, physics, n, args.steps, mode, args.seed,
+                                                      args.fast_physics, unroll))
+                    if b:
+                        benches.append(b)
         if not args.no_brax:
             for mode in args.modes:
                 shown = "wrap" if mode == "vecenv" else mode

@@ -90,7 +90,7 @@ def _dexpinv(theta: jax.Array, omega: jax.Array) -> jax.Array:
     return omega + 0.5 * cross + c * jnp.cross(theta, cross)
 
 
-def mjx_step(m: mjx.Model, d: mjx.Data) -> mjx.Data:
+def mjx_step(m: mjx.Model, d: mjx.Data, rk4_stage_unroll: int = 3) -> mjx.Data:
     """mjx.step, except that RK4 integrates quaternion joints the way MuJoCo C 4.0 does.
 
     MuJoCo 4.0's mj_RungeKutta is Runge-Kutta-Munthe-Kaas for free/ball joints: the stage
@@ -100,6 +100,11 @@ def mjx_step(m: mjx.Model, d: mjx.Data) -> mjx.Data:
     Ant-v5 states; the classic sum was off by up to 7e-6 in the quaternion per 0.01 s physics
     step, which shifted contact onsets and gave one-step Ant-v5 qvel errors up to 1.1e-2 (in float64
     too). Models without free/ball joints, or not on RK4, take mjx.step unchanged.
+
+    `rk4_stage_unroll`: how many of the three later RK4 stages XLA gets as straight-line code
+    (3: MJX's choice). Each copy holds a whole mjx.forward: with 1, XLA compiles Humanoid's env
+    rollout in 0.55-0.72x the time and runs it at 0.84-0.87x the speed on CPU
+    (benchmarks/rk4_unroll.py, docs/BENCHMARKS.md); the result is the same up to float32 rounding.
     """
     from mujoco.mjx._src import forward as mjx_forward
     from mujoco.mjx._src import scan
@@ -133,7 +138,7 @@ def mjx_step(m: mjx.Model, d: mjx.Data) -> mjx.Data:
 
     init = (d.qvel, B[0] * d.qvel, B[0] * d.qacc, B[0] * d.act_dot, d)
     abt = jnp.vstack([jnp.diag(A), B[1:4], T]).T
-    (_, vel, acc, act_dot, d1), _ = jax.lax.scan(stage, init, abt, unroll=3)
+    (_, vel, acc, act_dot, d1), _ = jax.lax.scan(stage, init, abt, unroll=rk4_stage_unroll)
     d = d1.replace(qpos=d0.qpos, qvel=d0.qvel, act=d0.act, time=d0.time)
     return mjx_forward._advance(m, d, act_dot, acc, vel)
 
@@ -171,6 +176,9 @@ class MujocoEnv:
     # physics="fast": MjOption fields to overwrite (e.g. {"iterations": 4, "ls_iterations": 8}),
     # chosen per task by measurement (docs in each task module). Empty: "fast" is the same as "v5".
     fast_physics: dict[str, Any] = {}
+    # RK4 stages XLA unrolls for free/ball-joint models (`mjx_step`): fewer compile faster and run
+    # slower. Not part of "v5"/"fast" until measured on a GPU.
+    rk4_stage_unroll: int = 3
 
     def __init__(self, physics: str = "v5", **overrides: Any):
         if physics not in PHYSICS:
@@ -253,7 +261,8 @@ class MujocoEnv:
             )
         ctrl = self.scale_action(action)
         data = state.data.replace(ctrl=ctrl)
-        data = jax.lax.fori_loop(0, self.frame_skip, lambda _, d: mjx_step(self.mjx_model, d), data)
+        physics_step = lambda _, d: mjx_step(self.mjx_model, d, self.rk4_stage_unroll)
+        data = jax.lax.fori_loop(0, self.frame_skip, physics_step, data)
         if self.needs_rne_postconstraint:
             data = mjx.rne_postconstraint(self.mjx_model, data)
         reward, terminated, info = self._reward_and_termination(state.data, data, ctrl)

@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     base = defaults_for(args.env)
     base = dataclasses.replace(base, progress=False, **{
         k: getattr(args, k) for k in SIZES if getattr(args, k) is not None})
-    env = envs.make(base.env, physics=base.physics)
+    env = envs.make(base.env, physics=base.physics, rk4_stage_unroll=base.rk4_stage_unroll)
     benches = []
     for s in args.num_seeds:
         cfg = dataclasses.replace(base, num_seeds=s)

@@ -136,7 +136,7 @@ def prepare_e2e(trainer: Trainer, seed: int, iterations: int) -> tuple[Bench, Tr
 def prepare_raw_env(cfg: Config, seed: int, iterations: int, fast_physics: Optional[dict] = None) -> Bench:
     """VecEnv.step with random actions: the very program env_throughput.py times (mode vecenv)."""
     b = env_throughput.prepare_ours(cfg.env, cfg.physics, cfg.num_envs, iterations, "vecenv", seed,
-                                    fast_physics)
+                                    fast_physics, cfg.rk4_stage_unroll)
     row = dict(name="raw_env", what=f"VecEnv.step, random actions (scan of {iterations})",
                first_call_s=b.row["first_call_s"])
     return Bench(row, b.run, iterations, cfg.num_envs)
@@ -370,7 +370,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     print(f"{cfg.env} physics={cfg.physics} N={cfg.num_envs} B={cfg.batch_size} G={cfg.updates_per_iter} "
           f"K={cfg.num_candidates} P={cfg.actor_batch} M={cfg.geometry_batch} hidden={cfg.hidden} "
           f"buffer={cfg.buffer_size} warmup={cfg.warmup_steps}", flush=True)
-    env = env_throughput.make_env(cfg.env, cfg.physics, args.fast_physics)
+    env = env_throughput.make_env(cfg.env, cfg.physics, args.fast_physics, cfg.rk4_stage_unroll)
     trainer = Trainer(cfg, env)
 
     rows: list[dict] = []

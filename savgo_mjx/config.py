@@ -31,6 +31,9 @@ class Config:
     """Task name from the envs registry."""
     physics: Literal["v5", "fast"] = "v5"
     """Simulator settings: "v5" as the Gymnasium XML, "fast" tuned for speed (docs/ENVS.md)."""
+    rk4_stage_unroll: Literal[1, 2, 3] = 3
+    """RK4 stages compiled as straight-line code for free/ball-joint tasks (ant, humanoid): 1
+    compiles in ~0.6x the time and runs ~0.85x as fast on CPU (docs/BENCHMARKS.md); same physics."""
     algo: Literal["savgo", "sac"] = "savgo"
     """SAVGO kernel actor, or the plain SAC actor (reparameterised min-Q gradient) as baseline."""
     seed: int = 0
@@ -231,6 +234,8 @@ def validate(cfg: Config, observation_size: int = 0, action_size: int = 0) -> No
                  "critic_weight_decay", "eta", "grad_clip"]:
         if getattr(cfg, name) < 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
+    if cfg.rk4_stage_unroll not in (1, 2, 3):
+        raise ConfigError(f"--rk4-stage-unroll must be 1, 2 or 3, got {cfg.rk4_stage_unroll}")
     if not 0.0 <= cfg.gamma <= 1.0:
         raise ConfigError(f"--gamma must be in [0, 1], got {cfg.gamma}")
     if not 0.0 < cfg.target_rate <= 1.0:

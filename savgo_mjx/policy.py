@@ -231,7 +231,7 @@ def export_from_checkpoint(run_dir: str, step: Optional[int] = None) -> list[str
     from savgo_mjx.trainer import Trainer
 
     cfg = read_config(run_dir)
-    trainer = Trainer(cfg, envs.make(cfg.env, physics=cfg.physics))
+    trainer = Trainer(cfg, envs.make(cfg.env, physics=cfg.physics, rk4_stage_unroll=cfg.rk4_stage_unroll))
     member_cfgs = members(cfg)
     like = jax.eval_shape(lambda: trainer.init_members(member_cfgs))  # shapes only: nothing allocated
     checkpointer = Checkpointer(run_dir)

@@ -77,7 +77,8 @@ def _program(program_cfg: Config, num_members: int) -> types.SimpleNamespace:
     train() with other seeds, traced values or run settings neither re-traces nor re-compiles
     (the persistent cache only saves XLA's compile; tracing an MJX program takes seconds to a
     minute). `chunk` and `evaluate` are compiled by the first run, which knows the state's shapes."""
-    env = envs.make(program_cfg.env, physics=program_cfg.physics)
+    env = envs.make(program_cfg.env, physics=program_cfg.physics,
+                    rk4_stage_unroll=program_cfg.rk4_stage_unroll)
     trainer = Trainer(program_cfg, env, make_mesh(program_cfg.devices))
     return types.SimpleNamespace(
         env=env, trainer=trainer, chunk=None, evaluate=None,

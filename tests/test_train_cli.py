@@ -9,6 +9,11 @@ from savgo_mjx.config import Config, ConfigError, defaults_for, load_toml, valid
 from savgo_mjx.preflight import check_memory
 
 
+def test_rk4_stage_unroll_outside_1_to_3_is_refused():
+    with pytest.raises(ConfigError, match="--rk4-stage-unroll must be 1, 2 or 3, got 0"):
+        validate(Config(rk4_stage_unroll=0))  # e.g. from a TOML preset, which tyro does not check
+
+
 @pytest.mark.parametrize("args, message", [
     (["--env", "pong"], "unknown env 'pong'; valid names:"),
     (["--num-envs", "0"], "--num-envs must be positive"),

@@ -162,7 +162,8 @@ def apply_options(model: mujoco.MjModel, options: dict[str, Any]) -> None:
 
 class MujocoEnv:
     """Base of the nine v5 ports. Subclasses set the class attributes and implement
-    `_reset_qpos_qvel`, `_observation` and `_reward_and_termination`.
+    `_observation` and `_reward_and_termination`, and `_reset_qpos_qvel` where a task's reset
+    noise is not the common uniform one.
 
     Agent actions live in [-1, 1]^action_size; they map linearly onto the actuators' ctrlrange.
     """
@@ -213,7 +214,13 @@ class MujocoEnv:
             apply_options(model, self.fast_physics)
 
     def _reset_qpos_qvel(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-        raise NotImplementedError
+        """Initial qpos, qvel plus uniform noise in [-reset_noise_scale, reset_noise_scale], as
+        most v5 tasks draw it; tasks that draw otherwise (normal qvel noise, goals) override it."""
+        kq, kv = jax.random.split(key)
+        s = self.reset_noise_scale
+        qpos = self.init_qpos + jax.random.uniform(kq, self.init_qpos.shape, minval=-s, maxval=s)
+        qvel = self.init_qvel + jax.random.uniform(kv, self.init_qvel.shape, minval=-s, maxval=s)
+        return qpos, qvel
 
     def _observation(self, data: mjx.Data) -> jax.Array:
         raise NotImplementedError

@@ -5,7 +5,6 @@ v5 defaults: frame_skip 4 (dt 0.008), reward = x_velocity + healthy_reward * is_
 (-100, 100), z = qpos[1] in (0.7, inf) and angle = qpos[2] in (-0.2, 0.2) (all strict).
 Reset qpos, qvel ~ U(+-5e-3). Observation = qpos[1:], clip(qvel, -10, 10) -> 11 values.
 """
-import jax
 import jax.numpy as jnp
 
 from envs.base import MujocoEnv
@@ -32,13 +31,6 @@ class Hopper(MujocoEnv):
     # 32 envs, one-step vs gymnasium's v5): same error as "v5" (obs 5.5e-6), ~1.9x the steps/s;
     # Euler misses qvel by 0.32; 2/4 iterations (3e-5 here) miss walker2d's qvel by 1.8.
     fast_physics = {"iterations": 4, "ls_iterations": 8}
-
-    def _reset_qpos_qvel(self, key):
-        kq, kv = jax.random.split(key)
-        s = self.reset_noise_scale
-        qpos = self.init_qpos + jax.random.uniform(kq, self.init_qpos.shape, minval=-s, maxval=s)
-        qvel = self.init_qvel + jax.random.uniform(kv, self.init_qvel.shape, minval=-s, maxval=s)
-        return qpos, qvel
 
     def _observation(self, data):
         qpos = data.qpos[1:] if self.exclude_current_positions_from_observation else data.qpos

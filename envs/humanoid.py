@@ -11,7 +11,6 @@ docs/ENVS.md). physics="fast" is `fast_physics` below, chosen by measurement.
 """
 import math
 
-import jax
 import jax.numpy as jnp
 import mujoco
 
@@ -47,13 +46,6 @@ class Humanoid(MujocoEnv):
         # PGS (the XML's solver) is not in MJX; Newton is the closer of Newton/CG to PGS (docs/ENVS.md).
         model.opt.solver = mujoco.mjtSolver.mjSOL_NEWTON
         super()._configure_physics(model, physics)
-
-    def _reset_qpos_qvel(self, key):
-        kq, kv = jax.random.split(key)
-        s = self.reset_noise_scale
-        qpos = self.init_qpos + jax.random.uniform(kq, self.init_qpos.shape, minval=-s, maxval=s)
-        qvel = self.init_qvel + jax.random.uniform(kv, self.init_qvel.shape, minval=-s, maxval=s)
-        return qpos, qvel
 
     def _observation(self, data):
         parts = [data.qpos[2:] if self.exclude_current_positions_from_observation else data.qpos]

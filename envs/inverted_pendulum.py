@@ -4,7 +4,6 @@ v5 defaults: frame_skip 2 (dt 0.04), reward = 1 while not terminated (0 on the t
 step), terminated iff the observation is non-finite or |qpos[1]| > 0.2; reset qpos, qvel ~
 U(+-0.01); observation = qpos, qvel -> 4 values; ctrlrange [-3, 3].
 """
-import jax
 import jax.numpy as jnp
 
 from envs.base import MujocoEnv
@@ -18,13 +17,6 @@ class InvertedPendulum(MujocoEnv):
     # 32 envs, one-step vs gymnasium's v5): same error as "v5" (obs 6e-7), ~1.7x the steps/s;
     # Euler / implicitfast miss qvel by 0.06 and flip 4 of 128 terminations.
     fast_physics = {"iterations": 4, "ls_iterations": 8}
-
-    def _reset_qpos_qvel(self, key):
-        kq, kv = jax.random.split(key)
-        s = self.reset_noise_scale
-        qpos = self.init_qpos + jax.random.uniform(kq, self.init_qpos.shape, minval=-s, maxval=s)
-        qvel = self.init_qvel + jax.random.uniform(kv, self.init_qvel.shape, minval=-s, maxval=s)
-        return qpos, qvel
 
     def _observation(self, data):
         return jnp.concatenate([data.qpos, data.qvel]).astype(jnp.float32)

@@ -4,7 +4,6 @@ v5 defaults: frame_skip 4 (dt 0.04), reward = x_velocity - 1e-4 * |a|^2, no term
 reset qpos, qvel ~ U(+-0.1), observation = qpos[2:] (x, y excluded), qvel -> 8 values.
 The XML's fluid (density 4000, viscosity 0.1, inertia-box model) is simulated by MJX.
 """
-import jax
 import jax.numpy as jnp
 
 from envs.base import MujocoEnv
@@ -22,13 +21,6 @@ class Swimmer(MujocoEnv):
     # "v5" (obs 4.5e-6), ~1.6x the steps/s; Euler misses qvel by 0.23. (MJX refuses implicitfast
     # with fluid forces.)
     fast_physics = {"iterations": 4, "ls_iterations": 8}
-
-    def _reset_qpos_qvel(self, key):
-        kq, kv = jax.random.split(key)
-        s = self.reset_noise_scale
-        qpos = self.init_qpos + jax.random.uniform(kq, self.init_qpos.shape, minval=-s, maxval=s)
-        qvel = self.init_qvel + jax.random.uniform(kv, self.init_qvel.shape, minval=-s, maxval=s)
-        return qpos, qvel
 
     def _observation(self, data):
         qpos = data.qpos[2:] if self.exclude_current_positions_from_observation else data.qpos

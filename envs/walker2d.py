@@ -5,7 +5,6 @@ reward = x_velocity + healthy_reward * is_healthy - 1e-3 * |a|^2; terminated whe
 healthy iff z = qpos[1] in (0.8, 2.0) and angle = qpos[2] in (-1, 1) (strict).
 Reset qpos, qvel ~ U(+-5e-3). Observation = qpos[1:], clip(qvel, -10, 10) -> 17 values.
 """
-import jax
 import jax.numpy as jnp
 
 from envs.base import MujocoEnv
@@ -27,13 +26,6 @@ class Walker2d(MujocoEnv):
     # 32 envs, one-step vs gymnasium's v5): same error as "v5" (obs 1.2e-4), ~1.6-2.2x the
     # steps/s; 2/4 iterations miss qvel by 1.8, Euler by 5.0 (one step, max over 128 states).
     fast_physics = {"iterations": 4, "ls_iterations": 8}
-
-    def _reset_qpos_qvel(self, key):
-        kq, kv = jax.random.split(key)
-        s = self.reset_noise_scale
-        qpos = self.init_qpos + jax.random.uniform(kq, self.init_qpos.shape, minval=-s, maxval=s)
-        qvel = self.init_qvel + jax.random.uniform(kv, self.init_qvel.shape, minval=-s, maxval=s)
-        return qpos, qvel
 
     def _observation(self, data):
         qpos = data.qpos[1:] if self.exclude_current_positions_from_observation else data.qpos

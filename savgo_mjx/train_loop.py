@@ -2,10 +2,10 @@
 checkpoints. Nothing here runs per environment step."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
-import contextlib
 import math
 import os
 import signal

@@ -60,9 +60,10 @@ def parse(argv: list[str]) -> Config:
 def main(argv: list[str] | None = None) -> int:
     from savgo_mjx.train_loop import TrainingDiverged, configure_jax, train
 
-    # Ctrl-C / SIGINT saves a checkpoint (train_loop). A shell starts background jobs with SIGINT
-    # ignored, and Python then installs no KeyboardInterrupt handler: `kill -INT` (how scripts and
-    # benchmarks/gpu_check.py stop a run at its time box) would do nothing. Install it explicitly.
+    # Ctrl-C / SIGINT during start-up stops the run (the training loop installs its own handler,
+    # which saves a checkpoint). A shell starts background jobs with SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt handler: `kill -INT` (how scripts and benchmarks/gpu_check.py
+    # stop a run at its time box) would do nothing while compiling. Install it explicitly.
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
 

@@ -45,8 +45,9 @@ train    end-to-end training steps/s vs raw env steps/s at the same N, and SAVGO
          (benchmarks/train_throughput.py with the preset's sizes, parts e2e, raw_env, updates,
          updates_sac). With the shared cache, e2e loads the program the compile phase built
          (its compile_s is then a cache load, said so in the summary).
-curve    (runs second: it builds the cache the later phases load) time-boxed training with the preset (`train.py --env humanoid`; evaluations every 200k env
-         steps instead of 500k, `--curve-args` adds or overrides flags), stopped with SIGINT at
+curve    (runs second: it fills the cache the later phases load) time-boxed training with the
+         preset (`train.py --env humanoid`; evaluations every 200k env steps instead of 500k,
+         `--curve-args` adds or overrides flags), stopped with SIGINT at
          `--curve-box` seconds after launch (train.py saves a checkpoint and exits 130); its
          metrics.jsonl becomes curve.csv (wall_s, env_steps, eval_return, episode_return) and
          curve.png (eval return against wall time). wall_s is train.py's own clock (compile
@@ -59,8 +60,9 @@ envs) compiled cold in 116 s and the evaluation program in about as long, a seco
 the cache took 27 s, an env-only program at 1024 envs did not compile within 55 s; the old
 budgets (compile 140 s for two cold start-ups, env 60, train 85) all ran out. About 7 minutes,
 as first planned, does not fit while a cold MJX Humanoid program compiles for ~100 s.
-A phase that runs out is killed and reported as an error with whatever it wrote (env_throughput writes after every N; the compile phase after each start-up; the curve's
-metrics are read either way). A longer curve alone: `--phases curve --budget curve=560` (it then
+A phase that runs out is killed and reported as an error with whatever it wrote (env_throughput
+writes after every N; the compile phase after each start-up; the curve's metrics are read either
+way). A longer curve alone: `--phases curve --budget curve=560` (it then
 compiles cold: the cache lives in this invocation's work folder).
 
 --tiny: the same code paths on CPU with InvertedPendulum (physics "fast"), 4 envs, tiny networks

@@ -27,7 +27,7 @@ import envs  # noqa: E402
 from benchmarks._timing import time_round_robin, timing_stats  # noqa: E402
 from savgo_mjx.config import defaults_for, members, validate  # noqa: E402
 from savgo_mjx.train_loop import configure_jax  # noqa: E402
-from savgo_mjx.trainer import Trainer  # noqa: E402
+from savgo_mjx.trainer import Trainer, make_env  # noqa: E402
 
 SIZES = ("num_envs", "batch_size", "updates_per_iter", "num_candidates", "actor_batch",
          "geometry_batch", "hidden", "buffer_size")
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     base = defaults_for(args.env)
     base = dataclasses.replace(base, progress=False, **{
         k: getattr(args, k) for k in SIZES if getattr(args, k) is not None})
-    env = envs.make(base.env, physics=base.physics, rk4_stage_unroll=base.rk4_stage_unroll)
+    env = make_env(base)
     benches = []
     for s in args.num_seeds:
         cfg = dataclasses.replace(base, num_seeds=s)

@@ -104,7 +104,8 @@ def mjx_step(m: mjx.Model, d: mjx.Data, rk4_stage_unroll: int = 3) -> mjx.Data:
     `rk4_stage_unroll`: how many of the three later RK4 stages XLA gets as straight-line code
     (3: MJX's choice). Each copy holds a whole mjx.forward: with 1, XLA compiles Humanoid's env
     rollout in 0.55-0.72x the time and runs it at 0.84-0.87x the speed on CPU
-    (benchmarks/rk4_unroll.py, docs/BENCHMARKS.md); the result is the same up to float32 rounding.
+    (`benchmarks/env_throughput.py --rk4-unroll 3 1`, docs/BENCHMARKS.md); the result is the same
+    up to float32 rounding.
     """
     from mujoco.mjx._src import forward as mjx_forward
     from mujoco.mjx._src import scan

@@ -225,13 +225,12 @@ def export_from_checkpoint(run_dir: str, step: Optional[int] = None) -> list[str
     """Exports every member of the run's latest (or `step`) checkpoint."""
     import jax
 
-    import envs
     from savgo_mjx.checkpoint import Checkpointer
     from savgo_mjx.config import members
-    from savgo_mjx.trainer import Trainer
+    from savgo_mjx.trainer import Trainer, make_env
 
     cfg = read_config(run_dir)
-    trainer = Trainer(cfg, envs.make(cfg.env, physics=cfg.physics, rk4_stage_unroll=cfg.rk4_stage_unroll))
+    trainer = Trainer(cfg, make_env(cfg))
     member_cfgs = members(cfg)
     like = jax.eval_shape(lambda: trainer.init_members(member_cfgs))  # shapes only: nothing allocated
     checkpointer = Checkpointer(run_dir)

@@ -19,13 +19,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-import envs
 from savgo_mjx.checkpoint import Checkpointer
 from savgo_mjx.config import SWEEPABLE, Config, ConfigError, members, parse_sweep, validate
 from savgo_mjx.metrics import MetricsLogger
 from savgo_mjx.policy import export_policies
 from savgo_mjx.preflight import check_memory
-from savgo_mjx.trainer import DATA, Trainer, params_finite
+from savgo_mjx.trainer import DATA, Trainer, make_env, params_finite
 
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "savgo-mjx", "jax")
 WATCHED = ("critic_loss", "geometry_loss", "actor_loss", "alpha_loss", "q_mean", "alpha")
@@ -77,8 +76,7 @@ def _program(program_cfg: Config, num_members: int) -> types.SimpleNamespace:
     train() with other seeds, traced values or run settings neither re-traces nor re-compiles
     (the persistent cache only saves XLA's compile; tracing an MJX program takes seconds to a
     minute). `chunk` and `evaluate` are compiled by the first run, which knows the state's shapes."""
-    env = envs.make(program_cfg.env, physics=program_cfg.physics,
-                    rk4_stage_unroll=program_cfg.rk4_stage_unroll)
+    env = make_env(program_cfg)
     trainer = Trainer(program_cfg, env, make_mesh(program_cfg.devices))
     return types.SimpleNamespace(
         env=env, trainer=trainer, chunk=None, evaluate=None,

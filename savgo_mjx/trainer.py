@@ -52,6 +52,12 @@ class TrainState:
     iteration: jax.Array  # [] int32
 
 
+def make_env(cfg: Config) -> envs.MujocoEnv:
+    """The task and simulator settings of `cfg` (env, physics, RK4 unroll): the one place a run's
+    env is built from its config."""
+    return envs.make(cfg.env, physics=cfg.physics, rk4_stage_unroll=cfg.rk4_stage_unroll)
+
+
 def shard_config(cfg: Config) -> Config:
     """The sizes one of cfg.devices shards works on (validate() checks they divide)."""
     d = cfg.devices

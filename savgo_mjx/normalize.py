@@ -5,6 +5,17 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+STD_FLOOR = 1e-2
+"""Smallest standard deviation an observation is divided by. Humanoid and Ant observe contact
+forces (cfrc_ext) that stay exactly 0 until a body touches the ground, and body masses that never
+change: with a float32 variance of 0 (or of rounding noise), a bare 1e-8 epsilon turned the first
+contact of 100 N into an input of 1e7 and the first critic loss into ~1e7. FastTD3's normaliser
+adds 1e-2 to the std for the same reason."""
+
+CLIP = 10.0
+"""Standardised observations are clipped to [-CLIP, CLIP] (SB3's VecNormalize default): a
+heavy-tailed dim (a contact force 50 stds out) cannot dominate a network's input."""
+
 
 @struct.dataclass
 class RunningStats:
@@ -39,7 +50,9 @@ def update_stats(stats: RunningStats, batch: jax.Array, axis_name: str | None = 
 
 
 def normalize(stats: RunningStats, obs: jax.Array, enabled: bool = True) -> jax.Array:
-    """obs [..., obs_size] -> standardised obs. Disabled normalisation is the identity."""
+    """obs [..., obs_size] -> standardised obs in [-CLIP, CLIP]. Disabled normalisation is the
+    identity. `savgo_mjx.policy.Policy.normalize` is the numpy twin used for Gymnasium evaluation."""
     if not enabled:
         return obs
-    return (obs - stats.mean) / jnp.sqrt(stats.var + 1e-8)
+    std = jnp.sqrt(jnp.maximum(stats.var, STD_FLOOR**2))
+    return jnp.clip((obs - stats.mean) / std, -CLIP, CLIP)

@@ -38,7 +38,9 @@ import numpy as np
 
 FORMAT = "savgo-mjx-policy/1"
 POLICY_DIR = "policies"
-OBS_NORM_EPS = 1e-8  # savgo_mjx.normalize.normalize
+LEGACY_OBS_NORM = {"obs_norm_eps": 1e-8, "obs_std_floor": 0.0, "obs_clip": None}
+"""How files written before the normaliser had a std floor and a clip standardise (their metadata
+has none of these keys): (obs - mean) / sqrt(var + 1e-8), unclipped."""
 
 
 def policy_path(run_dir: str, member: int) -> str:
@@ -100,7 +102,10 @@ class Policy:
                              f"got shape {obs.shape}")
         if self.obs_mean is None:
             return obs
-        return (obs - self.obs_mean) / np.sqrt(self.obs_var + np.float32(OBS_NORM_EPS))
+        rule = {k: self.metadata.get(k, v) for k, v in LEGACY_OBS_NORM.items()}
+        var = np.maximum(self.obs_var + np.float32(rule["obs_norm_eps"]), np.float32(rule["obs_std_floor"]) ** 2)
+        z = (obs - self.obs_mean) / np.sqrt(var)
+        return z if rule["obs_clip"] is None else np.clip(z, -rule["obs_clip"], rule["obs_clip"])
 
     def agent_action(self, obs: np.ndarray) -> np.ndarray:
         """obs [..., O] -> tanh(mu) [..., A] in [-1, 1] (Agent.act_deterministic)."""
@@ -185,7 +190,7 @@ def export_policies(run_dir: str, cfg, env, ts) -> list[str]:
 
     import envs
 
-    from savgo_mjx import __version__
+    from savgo_mjx import __version__, normalize
     from savgo_mjx.config import members, parse_sweep
 
     member_cfgs = members(cfg)
@@ -203,6 +208,7 @@ def export_policies(run_dir: str, cfg, env, ts) -> list[str]:
             "member": i, "seed": member.seed, "swept": {k: getattr(member, k) for k in swept},
             "env_steps": int(env_steps[i]), "obs_count": float(stats.count[i]),
             "run": os.path.basename(os.path.abspath(run_dir)), "savgo_mjx_version": __version__,
+            "obs_norm_eps": 0.0, "obs_std_floor": normalize.STD_FLOOR, "obs_clip": normalize.CLIP,
         }
         paths.append(save_policy(
             policy_path(run_dir, i), jax.tree.map(lambda x: x[i], actor),

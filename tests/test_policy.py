@@ -53,8 +53,11 @@ def _restore(cfg, run_dir, env):
 
 
 def _observations(n=64, seed=0):
+    """[n, 4]; the last 8 rows lie far outside the training data (the normaliser's clip)."""
     rng = np.random.default_rng(seed)
-    return rng.normal(0.0, [0.5, 0.1, 1.0, 2.0], size=(n, 4)).astype(np.float32)
+    obs = rng.normal(0.0, [0.5, 0.1, 1.0, 2.0], size=(n, 4))
+    obs[-8:] *= 1e3
+    return obs.astype(np.float32)
 
 
 def _trainer_actions(trainer, ts, member, obs):
@@ -93,10 +96,26 @@ def test_loaded_policy_reproduces_the_trainers_deterministic_actor(tiny_run, env
     assert np.all(np.abs(policy(obs)) <= 3.0)
     # Any leading axes, float64 input (Gymnasium's observations), a single observation.
     np.testing.assert_allclose(policy(obs.reshape(8, 8, 4).astype(np.float64)),
-                               policy(obs).reshape(8, 8, 1), rtol=1e-6)
+                               policy(obs).reshape(8, 8, 1), rtol=1e-5)
     assert policy(obs[0].astype(np.float64)).shape == (1,)
     with pytest.raises(ValueError, match=r"expects observations \[\.\.\., 4\]"):
         policy(np.zeros(5))
+
+
+def test_files_without_the_normalisation_keys_keep_the_old_rule(tiny_run, tmp_path):
+    """Files exported before the std floor and clip existed standardise as they were trained:
+    (obs - mean) / sqrt(var + 1e-8), unclipped."""
+    policy = load_policy(policy_path(tiny_run, 0))
+    meta = policy.metadata
+    assert (meta["obs_std_floor"], meta["obs_clip"]) == (1e-2, 10.0)
+    legacy = dataclasses.replace(policy, metadata={k: v for k, v in meta.items()
+                                                   if k not in ("obs_norm_eps", "obs_std_floor", "obs_clip")},
+                                 obs_var=np.array([0.0, 1e-6, 1.0, 4.0], np.float32))
+    obs = _observations()
+    expected = (obs - legacy.obs_mean) / np.sqrt(legacy.obs_var + np.float32(1e-8))
+    np.testing.assert_allclose(legacy.normalize(obs), expected, rtol=1e-6)
+    assert np.abs(legacy.normalize(obs)).max() > 1e3
+    assert np.abs(dataclasses.replace(legacy, metadata=meta).normalize(obs)).max() == 10.0
 
 
 def test_export_from_checkpoint_writes_the_same_files(tiny_run, tmp_path):

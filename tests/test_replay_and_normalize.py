@@ -63,3 +63,14 @@ def test_running_stats_match_numpy_over_batches():
     np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-4)
     np.testing.assert_allclose(z.std(0), 1.0, atol=1e-3)
     np.testing.assert_array_equal(normalize(stats, jnp.ones(4), enabled=False), jnp.ones(4))
+
+
+def test_a_dim_that_never_varied_cannot_blow_up_the_input():
+    """Humanoid's contact forces are exactly 0 until the first contact: the first 100 N must not
+    become a 1e7 input (the early critic-loss blow-up on Humanoid)."""
+    quiet = jnp.asarray([[0.0, 5.0, 1.0], [0.0, 5.0, -1.0]] * 8, jnp.float32)  # dims 0, 1 constant
+    stats = update_stats(init_stats(3), quiet)
+    assert float(stats.var[0]) == 0.0
+    z = np.asarray(normalize(stats, jnp.asarray([[100.0, 5.0, 1.0], [-3e-3, 5.0 + 1e-6, 50.0]])))
+    np.testing.assert_allclose(z[0], [10.0, 0.0, 1.0], atol=1e-6)  # clipped; constant dim stays 0
+    np.testing.assert_allclose(z[1], [-0.3, 1e-4, 10.0], rtol=1e-3, atol=1e-5)  # std floor 1e-2

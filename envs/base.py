@@ -181,6 +181,10 @@ class MujocoEnv:
     # RK4 stages XLA unrolls for free/ball-joint models (`mjx_step`): fewer compile faster and run
     # slower. Not part of "v5"/"fast" until measured on a GPU.
     rk4_stage_unroll: int = 3
+    # Whether the reset observation needs MuJoCo's whole forward pass (collision and constraint
+    # solver): only for a task that observes constraint forces. Otherwise reset runs the smooth
+    # kinematics alone (`_reset_pass`).
+    reset_needs_constraints: bool = False
 
     def __init__(self, physics: str = "v5", **overrides: Any):
         if physics not in PHYSICS:
@@ -242,8 +246,8 @@ class MujocoEnv:
         """Starts an episode from a given physics state (like gymnasium's set_state)."""
         data = mjx.make_data(self.mjx_model)
         data = data.replace(qpos=jnp.asarray(qpos, jnp.float32), qvel=jnp.asarray(qvel, jnp.float32))
-        data = mjx.forward(self.mjx_model, data)
-        # mjx.forward normalizes free/ball-joint quaternions in qpos in place; MuJoCo's mj_forward
+        data = self._reset_pass(data)
+        # MJX's kinematics normalize free/ball-joint quaternions in qpos in place; MuJoCo's mj_forward
         # (gymnasium's set_state) leaves qpos as given (only integration normalizes), so the reset
         # observation keeps the given qpos (Ant's reset noise gives |quat| in about 0.9..1.11).
         # The first step's forward normalizes it again, as MuJoCo's kinematics do.
@@ -259,6 +263,21 @@ class MujocoEnv:
             steps=jnp.zeros((), jnp.int32),
             info={k: jnp.zeros(v.shape, v.dtype) for k, v in info.items()},
         )
+
+    def _reset_pass(self, data: mjx.Data) -> mjx.Data:
+        """What reset computes from qpos, qvel: positions, body frames, com inertia (cinert) and
+        com velocities (cvel), everything the tasks' reset observations and the reward's "before"
+        read, but not contacts or the constraint solve (a task with `reset_needs_constraints` gets
+        the whole mjx.forward). Every step starts with its own full forward pass, so the rest of
+        the data is never read. Why: the reset is a second copy of the physics in every compiled
+        program (VecEnv's auto-reset, evaluation), and at GPU sizes some env resets at almost
+        every step. Humanoid's VecEnv rollout traces in 0.71-0.92x the time on CPU; compile and
+        speed changed within noise there (benchmarks/reset_pass.py, docs/BENCHMARKS.md)."""
+        if self.reset_needs_constraints:
+            return mjx.forward(self.mjx_model, data)
+        data = mjx.kinematics(self.mjx_model, data)
+        data = mjx.com_pos(self.mjx_model, data)
+        return mjx.com_vel(self.mjx_model, data)
 
     def step(self, state: State, action: jax.Array) -> State:
         """Applies `action` ([action_size], in [-1, 1]) for frame_skip physics steps."""

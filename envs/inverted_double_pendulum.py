@@ -22,6 +22,7 @@ class InvertedDoublePendulum(MujocoEnv):
     # 32 envs, one-step vs gymnasium's v5): same error as "v5" (obs 2.2e-6), ~1.3-1.7x the
     # steps/s; Euler / implicitfast miss qvel by 0.39 and flip 3 of 128 terminations.
     fast_physics = {"iterations": 4, "ls_iterations": 8}
+    reset_needs_constraints = True  # observes qfrc_constraint
 
     def _reset_qpos_qvel(self, key):
         kq, kv = jax.random.split(key)

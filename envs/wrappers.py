@@ -91,7 +91,7 @@ class VecEnv:
             fresh = jax.vmap(self.env.reset)(reset_keys)
             return jax.tree.map(where_done, fresh, stepped)
 
-        # Resets cost a forward pass per env; most steps end no episode, so skip them then.
+        # Resets cost a kinematics pass per env (`MujocoEnv._reset_pass`); skip it when no episode ends.
         env_state = jax.lax.cond(done.any(), reset_where_done, lambda s: s, stepped)
         return VecState(
             env_state=env_state,

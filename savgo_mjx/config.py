@@ -268,3 +268,12 @@ def validate(cfg: Config, observation_size: int = 0, action_size: int = 0) -> No
     if cfg.sweep:
         for member in members(cfg):
             validate(dataclasses.replace(member, sweep=()))
+
+
+def shard_config(cfg: Config) -> Config:
+    """The sizes one of cfg.devices shards works on (validate() checks they divide)."""
+    d = cfg.devices
+    return dataclasses.replace(
+        cfg, num_envs=cfg.num_envs // d, buffer_size=cfg.buffer_size // d,
+        batch_size=cfg.batch_size // d, geometry_batch=cfg.geometry_batch // d,
+        actor_batch=cfg.actor_batch // d)

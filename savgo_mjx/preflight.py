@@ -5,7 +5,7 @@ import os
 
 import jax
 
-from savgo_mjx.config import Config, ConfigError
+from savgo_mjx.config import Config, ConfigError, shard_config
 from savgo_mjx.replay import transition_bytes
 
 GB = 1024**3
@@ -48,20 +48,25 @@ def check_memory(cfg: Config, observation_size: int, action_size: int, env_state
                  free_bytes: int | None = None, headroom: float = 0.85,
                  num_members: int = 1) -> dict[str, int]:
     """Raises ConfigError with a capacity that would fit when the run needs too much memory.
-    Every member (seed, swept setting) has its own buffer, envs and update activations."""
+    Every member (seed, swept setting) has its own buffer, envs and update activations; with
+    --devices D each device holds one shard of them (`shard_config`), and that is what must fit
+    into the first device's free memory. Returns one device's parts."""
+    local = shard_config(cfg)
     parts = {k: v * num_members
-             for k, v in footprint_bytes(cfg, observation_size, action_size, env_state_bytes).items()}
+             for k, v in footprint_bytes(local, observation_size, action_size, env_state_bytes).items()}
     free = free_device_bytes() if free_bytes is None else free_bytes
     budget = int(free * headroom)
     total = sum(parts.values())
     if total > budget:
         rest = total - parts["buffer"]
         fits = max(0, (budget - rest) // (num_members * transition_bytes(observation_size, action_size)))
+        fits = fits * cfg.devices  # the flag counts all shards
         detail = ", ".join(f"{k} {v / GB:.2f} GB" for k, v in parts.items())
         hint = (f"try --buffer-size {fits:,}".replace(",", "_") if fits >= cfg.batch_size
                 else "reduce --num-envs, --actor-batch or --num-candidates")
+        where = "each device needs" if cfg.devices > 1 else "the run needs"
         raise ConfigError(
-            f"the run needs about {total / GB:.2f} GB ({detail}) but the device has "
+            f"{where} about {total / GB:.2f} GB ({detail}) but the device has "
             f"{free / GB:.2f} GB free ({headroom:.0%} usable); {hint}"
         )
     return parts

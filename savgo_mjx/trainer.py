@@ -28,7 +28,7 @@ from jax.sharding import PartitionSpec as P
 
 import envs
 from savgo_mjx.agent import Agent, AgentState, Hyper, Rates
-from savgo_mjx.config import Config
+from savgo_mjx.config import Config, shard_config
 from savgo_mjx.normalize import RunningStats, init_stats, normalize, update_stats
 from savgo_mjx.replay import ReplayBuffer, Transition, init_buffer, insert, sample
 
@@ -56,15 +56,6 @@ def make_env(cfg: Config) -> envs.MujocoEnv:
     """The task and simulator settings of `cfg` (env, physics, RK4 unroll): the one place a run's
     env is built from its config."""
     return envs.make(cfg.env, physics=cfg.physics, rk4_stage_unroll=cfg.rk4_stage_unroll)
-
-
-def shard_config(cfg: Config) -> Config:
-    """The sizes one of cfg.devices shards works on (validate() checks they divide)."""
-    d = cfg.devices
-    return dataclasses.replace(
-        cfg, num_envs=cfg.num_envs // d, buffer_size=cfg.buffer_size // d,
-        batch_size=cfg.batch_size // d, geometry_batch=cfg.geometry_batch // d,
-        actor_batch=cfg.actor_batch // d)
 
 
 def _sharded_axes(axis):

@@ -78,3 +78,26 @@ def test_memory_preflight_suggests_a_capacity_that_fits():
     import dataclasses
 
     check_memory(dataclasses.replace(cfg, buffer_size=suggested), 348, 17, 100_000, free_bytes=8 * 1024**3)
+
+
+def test_memory_preflight_counts_one_device_of_a_data_parallel_run():
+    """With --devices D each device holds 1/D of the buffer and envs: a run that cannot fit on
+    one device fits on four, and the suggested --buffer-size counts all four shards."""
+    import dataclasses
+
+    from savgo_mjx.replay import transition_bytes
+
+    def suggested(cfg):
+        with pytest.raises(ConfigError, match="try --buffer-size") as info:
+            check_memory(cfg, 348, 17, env_state_bytes=100_000, free_bytes=8 * 1024**3)
+        return int(str(info.value).split("try --buffer-size ")[1].replace("_", ""))
+
+    one = Config(buffer_size=10_000_000, num_envs=1024)
+    four = dataclasses.replace(one, devices=4)
+    suggested(one)  # 10M transitions do not fit on one 8 GB device...
+    parts = check_memory(four, 348, 17, env_state_bytes=100_000, free_bytes=8 * 1024**3)  # ...on four
+    assert parts["buffer"] == 2_500_000 * transition_bytes(348, 17)
+    big = dataclasses.replace(four, buffer_size=40_000_000)
+    assert suggested(big) > 3 * suggested(dataclasses.replace(big, devices=1))
+    check_memory(dataclasses.replace(four, buffer_size=suggested(big) // 4 * 4), 348, 17, 100_000,
+                 free_bytes=8 * 1024**3)

@@ -7,7 +7,6 @@ Physics: ant.xml's RK4 integrator and MuJoCo's default Newton solver (100 iterat
 search steps) run unchanged in MJX under physics="v5". physics="fast" is `fast_physics` below,
 chosen by measurement (docs/ENVS.md).
 """
-import jax
 import jax.numpy as jnp
 import mujoco
 
@@ -26,6 +25,7 @@ class Ant(MujocoEnv):
     healthy_z_range = (0.2, 1.0)
     contact_force_range = (-1.0, 1.0)
     reset_noise_scale = 0.1
+    reset_qvel_normal = True  # v5: qvel noise is reset_noise_scale * N(0, 1)
     exclude_current_positions_from_observation = True
     include_cfrc_ext_in_observation = True
     needs_rne_postconstraint = True
@@ -42,13 +42,6 @@ class Ant(MujocoEnv):
         if isinstance(self.main_body, str):
             return mujoco.mj_name2id(self.mj_model, mujoco.mjtObj.mjOBJ_BODY, self.main_body)
         return int(self.main_body)
-
-    def _reset_qpos_qvel(self, key):
-        kq, kv = jax.random.split(key)
-        s = self.reset_noise_scale
-        qpos = self.init_qpos + jax.random.uniform(kq, self.init_qpos.shape, minval=-s, maxval=s)
-        qvel = self.init_qvel + s * jax.random.normal(kv, self.init_qvel.shape)
-        return qpos, qvel
 
     def _contact_forces(self, data):
         return jnp.clip(data._impl.cfrc_ext, *self.contact_force_range)

@@ -185,6 +185,8 @@ class MujocoEnv:
     # solver): only for a task that observes constraint forces. Otherwise reset runs the smooth
     # kinematics alone (`_reset_pass`).
     reset_needs_constraints: bool = False
+    # v5's qvel reset noise: uniform like qpos (most tasks) or normal (see _reset_qpos_qvel).
+    reset_qvel_normal: bool = False
 
     def __init__(self, physics: str = "v5", **overrides: Any):
         if physics not in PHYSICS:
@@ -219,12 +221,17 @@ class MujocoEnv:
             apply_options(model, self.fast_physics)
 
     def _reset_qpos_qvel(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Initial qpos, qvel plus uniform noise in [-reset_noise_scale, reset_noise_scale], as
-        most v5 tasks draw it; tasks that draw otherwise (normal qvel noise, goals) override it."""
+        """Initial qpos plus uniform noise in [-reset_noise_scale, reset_noise_scale]; initial qvel
+        plus the same uniform noise, or reset_noise_scale * N(0, 1) where `reset_qvel_normal`
+        (Ant, HalfCheetah, InvertedDoublePendulum), as v5 draws them. Tasks that draw otherwise
+        (goals) override it."""
         kq, kv = jax.random.split(key)
         s = self.reset_noise_scale
         qpos = self.init_qpos + jax.random.uniform(kq, self.init_qpos.shape, minval=-s, maxval=s)
-        qvel = self.init_qvel + jax.random.uniform(kv, self.init_qvel.shape, minval=-s, maxval=s)
+        if self.reset_qvel_normal:
+            qvel = self.init_qvel + s * jax.random.normal(kv, self.init_qvel.shape)
+        else:
+            qvel = self.init_qvel + jax.random.uniform(kv, self.init_qvel.shape, minval=-s, maxval=s)
         return qpos, qvel
 
     def _observation(self, data: mjx.Data) -> jax.Array:

@@ -4,7 +4,6 @@ v5 defaults: frame_skip 5 (dt 0.05), reward = forward_reward_weight * x_velocity
 - ctrl_cost_weight * |a|^2, no termination, reset qpos ~ U(+-0.1), qvel ~ 0.1 * N(0, 1),
 observation = qpos[1:] (rootx excluded), qvel  -> 17 values.
 """
-import jax
 import jax.numpy as jnp
 
 from envs.base import MujocoEnv
@@ -16,18 +15,12 @@ class HalfCheetah(MujocoEnv):
     forward_reward_weight = 1.0
     ctrl_cost_weight = 0.1
     reset_noise_scale = 0.1
+    reset_qvel_normal = True  # v5: qvel noise is reset_noise_scale * N(0, 1)
     exclude_current_positions_from_observation = True
     # physics="fast": the XML's Euler with Newton capped at 4 iterations / 8 line-search steps.
     # Measured (CPU, 32 envs, one-step vs gymnasium's v5 on 128 states): same error as "v5"
     # (obs 8.4e-4 max abs), ~2.2x the steps/s; 2/4 or 1/4 iterations miss qvel by 3.9 / 7.0.
     fast_physics = {"iterations": 4, "ls_iterations": 8}
-
-    def _reset_qpos_qvel(self, key):
-        kq, kv = jax.random.split(key)
-        s = self.reset_noise_scale
-        qpos = self.init_qpos + jax.random.uniform(kq, self.init_qpos.shape, minval=-s, maxval=s)
-        qvel = self.init_qvel + s * jax.random.normal(kv, self.init_qvel.shape)
-        return qpos, qvel
 
     def _observation(self, data):
         qpos = data.qpos[1:] if self.exclude_current_positions_from_observation else data.qpos

@@ -7,7 +7,6 @@ y <= 1; reward = healthy_reward * (not terminated) - (0.01 x^2 + (y - 2)^2)
 Observation = qpos[0], sin(qpos[1:]), cos(qpos[1:]), clip(qvel, -10, 10),
 clip(qfrc_constraint, -10, 10)[0] -> 9 values.
 """
-import jax
 import jax.numpy as jnp
 
 from envs.base import MujocoEnv
@@ -18,18 +17,12 @@ class InvertedDoublePendulum(MujocoEnv):
     frame_skip = 5
     healthy_reward = 10.0
     reset_noise_scale = 0.1
+    reset_qvel_normal = True  # v5: qvel noise is reset_noise_scale * N(0, 1)
     # physics="fast": the XML's RK4 with Newton capped at 4 / 8 line-search steps. Measured (CPU,
     # 32 envs, one-step vs gymnasium's v5): same error as "v5" (obs 2.2e-6), ~1.3-1.7x the
     # steps/s; Euler / implicitfast miss qvel by 0.39 and flip 3 of 128 terminations.
     fast_physics = {"iterations": 4, "ls_iterations": 8}
     reset_needs_constraints = True  # observes qfrc_constraint
-
-    def _reset_qpos_qvel(self, key):
-        kq, kv = jax.random.split(key)
-        s = self.reset_noise_scale
-        qpos = self.init_qpos + jax.random.uniform(kq, self.init_qpos.shape, minval=-s, maxval=s)
-        qvel = self.init_qvel + s * jax.random.normal(kv, self.init_qvel.shape)
-        return qpos, qvel
 
     def _observation(self, data):
         return jnp.concatenate(

@@ -49,7 +49,8 @@ curve    (runs second: it fills the cache the later phases load) time-boxed trai
          preset (`train.py --env humanoid`; evaluations every 200k env steps instead of 500k,
          `--curve-args` adds or overrides flags), stopped with SIGINT at
          `--curve-box` seconds after launch (train.py saves a checkpoint and exits 130); its
-         metrics.jsonl becomes curve.csv (wall_s, env_steps, eval_return, episode_return) and
+         metrics.jsonl becomes curve.csv (wall_s, env_steps, eval_return, episode_return,
+         critic_loss; the summary gives the first and largest critic loss) and
          curve.png (eval return against wall time). wall_s is train.py's own clock (compile
          included, process start-up and imports not).
 
@@ -467,12 +468,16 @@ def parse_curve(a, record) -> Optional[dict]:
     csv_path = os.path.join(a.out, "curve.csv")
     with open(csv_path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["wall_s", "env_steps", "eval_return", "episode_return"])
+        w.writerow(["wall_s", "env_steps", "eval_return", "episode_return", "critic_loss"])
         for r in rows:
             w.writerow([f"{r['wall_s']:.3f}", r["env_steps"],
-                        "" if r.get("eval_return") is None else f"{r['eval_return']:.4f}",
-                        "" if r.get("episode_return") is None else f"{r['episode_return']:.4f}"])
+                        *("" if r.get(k) is None else f"{r[k]:.4f}"
+                          for k in ("eval_return", "episode_return", "critic_loss"))])
     evals = [(r["wall_s"], r["eval_return"]) for r in rows if r.get("eval_return") is not None]
+    # Before the normaliser's std floor (docs/TUNING.md F1) the first Humanoid critic loss was 2.4e7.
+    critic = [r["critic_loss"] for r in rows if r.get("critic_loss") is not None]
+    if critic:
+        result.update(critic_loss_first=critic[0], critic_loss_max=max(critic))
     title = f"{a.env} ({'tiny, CPU' if a.tiny else 'preset'}), commit {a.commit['commit']}"
     result.update(curve_csv="curve.csv", eval_points=len(evals), final_env_steps=rows[-1]["env_steps"],
                   final_wall_s=rows[-1]["wall_s"], last_eval_return=evals[-1][1] if evals else None,
@@ -892,6 +897,8 @@ def summary_markdown(s: dict) -> str:
                   f"- {r.get('rows')} metrics rows, {r.get('eval_points')} evaluations; last eval return "
                   f"{_f(r.get('last_eval_return'), '.1f')}, best {_f(r.get('best_eval_return'), '.1f')}, "
                   f"{_f(r.get('final_env_steps'))} env steps at wall {_f(r.get('final_wall_s'), '.1f')} s",
+                  f"- critic loss: first logged {_f(r.get('critic_loss_first'), '.3g')}, largest "
+                  f"{_f(r.get('critic_loss_max'), '.3g')} (2.4e7 before the normaliser fix, docs/TUNING.md F1)",
                   f"- files: `curve.csv`, `{r.get('curve_png', 'no png')}` ({r.get('png_backend')}), "
                   "`curve/metrics.jsonl`, `curve/config.json`",
                   "- wall_s is train.py's clock (compile + training; imports and init before it not counted)"]

@@ -1,11 +1,12 @@
-"""The reset pass side by side: Humanoid (physics fast, 32 envs), a jitted scan of 40 VecEnv
-steps with random actions from a fresh reset (episodes end and reset inside it), with the reset
-running the smooth kinematics only (`MujocoEnv._reset_pass`, the default) vs the whole
-mjx.forward (`reset_needs_constraints=True`, the old reset). Prints trace, compile and env
-steps/s (best of 3) of each, both in one process, and their ratio.
+"""The reset pass side by side: Humanoid (physics fast, 32 envs), 40 VecEnv steps with random
+actions from a fresh reset (episodes end and reset inside them), with the reset running the
+smooth kinematics only (`MujocoEnv._reset_pass`, the default) vs the whole mjx.forward
+(`reset_needs_constraints=True`, the old reset). Prints each variant's trace + lower and XLA
+compile seconds (measured one after the other, in the order given) and env steps/s (timed
+round-robin, best of 3), and the ratios lite / full.
 
-    python benchmarks/reset_pass.py              # lite first
-    python benchmarks/reset_pass.py full-first   # the other order (this VM favours the first)
+    python benchmarks/reset_pass.py              # lite compiled first
+    python benchmarks/reset_pass.py full-first   # the other order
 """
 import os
 import sys
@@ -13,30 +14,40 @@ import time
 
 import jax
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
 import envs  # noqa: E402
+from benchmarks._timing import time_round_robin, timing_stats  # noqa: E402
+from benchmarks.env_throughput import Bench, _block, _scan_program  # noqa: E402
 
-def measure(full: bool):
+NUM_ENVS, STEPS = 32, 40
+
+
+def prepare(full: bool) -> Bench:
+    """One variant: its scan program traced, then compiled, each timed."""
     env = envs.make("humanoid", physics="fast", reset_needs_constraints=full)
-    vec = envs.VecEnv(env, 32)
-    def rollout(s, key):
-        def body(carry, k):
-            s = carry
-            a = jax.random.uniform(k, (32, env.action_size), minval=-1, maxval=1)
-            s = vec.step(s, a)
-            return s, s.terminated.sum()
-        return jax.lax.scan(body, s, jax.random.split(key, 40))
-    s0 = jax.jit(vec.reset)(jax.random.key(0))
-    t = time.perf_counter(); lowered = jax.jit(rollout).lower(s0, jax.random.key(1)); t1 = time.perf_counter()
-    fn = lowered.compile(); t2 = time.perf_counter()
-    best = 1e9
-    for _ in range(3):
-        t3 = time.perf_counter(); _, ends = fn(s0, jax.random.key(1)); jax.block_until_ready(ends); best = min(best, time.perf_counter() - t3)
-    return dict(trace=t1 - t, compile=t2 - t1, sps=32 * 40 / best, ends=int(ends.sum()))
+    vec = envs.VecEnv(env, NUM_ENVS)
+    state0, key = jax.jit(vec.reset)(jax.random.PRNGKey(0)), jax.random.PRNGKey(1)
+    t0 = time.perf_counter()
+    lowered = _scan_program(vec.step, NUM_ENVS, env.action_size, STEPS).lower(state0, key)
+    t1 = time.perf_counter()
+    program = lowered.compile()
+    row = dict(variant="full" if full else "lite", trace_s=t1 - t0, compile_s=time.perf_counter() - t1)
+    return Bench(row=row, run=lambda: _block(program(state0, key)))
 
-order = [False, True] if sys.argv[1:] != ["full-first"] else [True, False]
-res = {}
-for full in order:
-    res[full] = measure(full)
-    print("full" if full else "lite", {k: round(v, 1) for k, v in res[full].items()}, flush=True)
-print("lite/full: trace %.2f compile %.2f steps/s %.2f" % tuple(res[False][k] / res[True][k] for k in ("trace", "compile", "sps")))
+
+def main(argv: list[str]) -> None:
+    order = [True, False] if argv == ["full-first"] else [False, True]
+    benches = {full: prepare(full) for full in order}
+    time_round_robin(benches.values(), repeats=3)
+    for b in benches.values():
+        b.row["steps_per_s"] = NUM_ENVS * STEPS / timing_stats(b.times)["best_s"]
+        print({k: round(v, 1) if isinstance(v, float) else v for k, v in b.row.items()}, flush=True)
+    lite, full = benches[False].row, benches[True].row
+    print("lite/full: " + ", ".join(f"{k} {lite[k] / full[k]:.2f}" for k in ("trace_s", "compile_s", "steps_per_s")))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

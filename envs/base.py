@@ -278,7 +278,7 @@ class MujocoEnv:
         the whole mjx.forward). Every step starts with its own full forward pass, so the rest of
         the data is never read. Why: the reset is a second copy of the physics in every compiled
         program (VecEnv's auto-reset, evaluation), and at GPU sizes some env resets at almost
-        every step. Humanoid's VecEnv rollout traces in 0.71-0.92x the time on CPU; compile and
+        every step. Humanoid's VecEnv rollout traces in 0.71-0.98x the time on CPU; compile and
         speed changed within noise there (benchmarks/reset_pass.py, docs/BENCHMARKS.md)."""
         if self.reset_needs_constraints:
             return mjx.forward(self.mjx_model, data)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 
-import dataclasses
 
 import jax
 import jax.numpy as jnp

@@ -88,4 +88,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    from savgo_mjx.train_loop import compile_in_flight
+
+    if compile_in_flight():  # stopped before the evaluation program finished compiling
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -17,7 +17,7 @@ from flax import struct
 from savgo_mjx import losses
 from savgo_mjx.config import Config
 from savgo_mjx.networks import Actor, DoubleCritic, Embedding, l2_normalize, tanh_gaussian_sample
-from savgo_mjx.replay import Transition
+from savgo_mjx.replay import Bootstrap, Transition, one_step_bootstrap
 
 Params = Any
 
@@ -170,18 +170,25 @@ class Agent:
         return optax.apply_updates(params, updates), opt_state
 
     def update(
-        self, st: AgentState, hp: Hyper, batch: Transition, env_steps: jax.Array, key: jax.Array
+        self, st: AgentState, hp: Hyper, batch: Transition, env_steps: jax.Array, key: jax.Array,
+        bootstrap: Bootstrap | None = None,
     ) -> tuple[AgentState, dict[str, jax.Array]]:
-        """One update on a batch of B transitions whose observations are already normalised."""
+        """One update on a batch of B transitions whose observations are already normalised.
+
+        `bootstrap` is the critic's TD target for those rows (an n-step return from the replay
+        buffer, its next_obs normalised too); None means the one-step target of `batch`. The
+        geometry loss always uses the one-step transition: its value signal and temporal mixing
+        are defined on (s, a, r, s')."""
         cfg = self.cfg
+        boot = one_step_bootstrap(batch, hp.gamma) if bootstrap is None else bootstrap
         k_critic, k_geo, k_actor = jax.random.split(key, 3)
         alpha = jnp.exp(st.log_alpha)
         metrics: dict[str, jax.Array] = {}
 
         # Critic: soft Bellman target from the target critics; truncation bootstraps.
-        next_action, next_log_prob = self._sample(st.actor, batch.next_obs, k_critic)
-        next_q = self.critic.apply(st.critic_target, batch.next_obs, next_action).min(-1)
-        y = losses.critic_target(batch.reward, batch.terminated, next_q, next_log_prob, hp.gamma, alpha)
+        next_action, next_log_prob = self._sample(st.actor, boot.next_obs, k_critic)
+        next_q = self.critic.apply(st.critic_target, boot.next_obs, next_action).min(-1)
+        y = losses.critic_target(boot.reward, boot.discount, next_q, next_log_prob, alpha)
 
         def critic_loss_fn(params):
             q = self.critic.apply(params, batch.obs, batch.action)

@@ -66,6 +66,9 @@ class Config:
     """B: transitions per gradient update (critic loss)."""
     updates_per_iter: int = 4
     """G: gradient updates after each vector step. Replay ratio = G * B / N."""
+    n_step: int = 1
+    """Critic targets from n-step returns (1: the paper's one-step target). Each env's return
+    stops at its episode's end and at the newest data; the geometry loss stays one-step."""
     warmup_steps: int = 2_000
     """Env steps of uniform random actions before learning starts."""
     geometry_batch: int = 256
@@ -223,7 +226,8 @@ def validate(cfg: Config, observation_size: int = 0, action_size: int = 0) -> No
     if cfg.env not in envs.REGISTRY:
         raise ConfigError(f"unknown env {cfg.env!r}; valid names: {', '.join(sorted(envs.REGISTRY))}")
     positive = ["num_seeds", "devices", "num_envs", "total_steps", "buffer_size", "batch_size", "updates_per_iter",
-                "geometry_batch", "actor_batch", "num_candidates", "eval_envs", "log_every", "hidden"]
+                "geometry_batch", "actor_batch", "num_candidates", "eval_envs", "log_every", "hidden",
+                "n_step"]
     for name in positive:
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
@@ -247,6 +251,11 @@ def validate(cfg: Config, observation_size: int = 0, action_size: int = 0) -> No
     if cfg.buffer_size < cfg.num_envs:
         raise ConfigError(f"--buffer-size ({cfg.buffer_size}) must hold at least one vector step "
                           f"of --num-envs ({cfg.num_envs}) transitions")
+    if cfg.n_step > 1 and cfg.buffer_size % cfg.num_envs:
+        fit = cfg.buffer_size // cfg.num_envs * cfg.num_envs
+        raise ConfigError(f"--n-step {cfg.n_step} follows each env through the buffer, so "
+                          f"--buffer-size ({cfg.buffer_size}) must be a multiple of --num-envs "
+                          f"({cfg.num_envs}); e.g. --buffer-size {fit}")
     if cfg.batch_size > cfg.buffer_size:
         raise ConfigError(f"--batch-size ({cfg.batch_size}) is larger than --buffer-size "
                           f"({cfg.buffer_size})")

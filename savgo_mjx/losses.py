@@ -38,17 +38,15 @@ def _f(x) -> jax.Array:
 # --------------------------------------------------------------------------------------------
 # Critic
 # --------------------------------------------------------------------------------------------
-def critic_target(reward, terminated, next_q_min, next_log_prob, gamma, alpha) -> jax.Array:
-    """Soft TD target ``y = r + gamma (1 - term) (min_m Qbar_m(s', a') - alpha log pi(a'|s'))``.
+def critic_target(reward, discount, next_q_min, next_log_prob, alpha) -> jax.Array:
+    """Soft TD target ``y = reward + discount (min_m Qbar_m(s', a') - alpha log pi(a'|s'))``.
 
-    Args: ``reward [B]``, ``terminated [B]`` (bool or float; termination only: time-limit
-    truncation must NOT be passed here, the caller bootstraps from the true final observation),
-    ``next_q_min [B]``, ``next_log_prob [B]``, scalars ``gamma``, ``alpha``.
-    Returns ``y [B]`` (no gradient).
+    Args: ``reward [B]``, ``discount [B]``: ``gamma (1 - term)`` for one step, ``gamma^m (1 -
+    term_m)`` for an m-step return (``replay.Bootstrap``); only termination zeroes it: a time-limit
+    truncation bootstraps from the true final observation. ``next_q_min [B]``, ``next_log_prob
+    [B]`` at that observation, scalar ``alpha``. Returns ``y [B]`` (no gradient).
     """
-    not_done = 1.0 - _f(terminated)
-    y = reward + gamma * not_done * (next_q_min - alpha * next_log_prob)
-    return _sg(y)
+    return _sg(reward + discount * (next_q_min - alpha * next_log_prob))
 
 
 def critic_loss(q: jax.Array, y: jax.Array) -> jax.Array:

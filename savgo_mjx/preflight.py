@@ -25,7 +25,7 @@ def footprint_bytes(cfg: Config, observation_size: int, action_size: int, env_st
     update = 4 * (2 * pk * per_candidate + 8 * cfg.geometry_batch**2
                   + 3 * cfg.batch_size * (2 * observation_size + action_size + 8 * h))
     return {
-        "buffer": cfg.buffer_size * transition_bytes(observation_size, action_size),
+        "buffer": cfg.buffer_size * transition_bytes(observation_size, action_size, cfg.n_step),
         "envs": (cfg.num_envs + cfg.eval_envs) * env_state_bytes * 2,
         "update": update,
     }
@@ -59,7 +59,10 @@ def check_memory(cfg: Config, observation_size: int, action_size: int, env_state
     total = sum(parts.values())
     if total > budget:
         rest = total - parts["buffer"]
-        fits = max(0, (budget - rest) // (num_members * transition_bytes(observation_size, action_size)))
+        row = num_members * transition_bytes(observation_size, action_size, cfg.n_step)
+        fits = max(0, (budget - rest) // row)
+        if cfg.n_step > 1:  # n-step returns need whole vector steps
+            fits = fits // local.num_envs * local.num_envs
         fits = fits * cfg.devices  # the flag counts all shards
         detail = ", ".join(f"{k} {v / GB:.2f} GB" for k, v in parts.items())
         hint = (f"try --buffer-size {fits:,}".replace(",", "_") if fits >= cfg.batch_size

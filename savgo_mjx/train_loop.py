@@ -96,8 +96,19 @@ def _compile(program: types.SimpleNamespace, ts, eval_keys: jax.Array) -> None:
     program.chunk = chunk.compile()
 
 
+BACKGROUND_THREAD = "savgo-mjx-compile"
+
+
+def compile_in_flight() -> bool:
+    """Whether a background compile (`_Background`) is still running. A process must then leave
+    with os._exit: Python's shutdown would stop that daemon thread inside XLA's C++ compiler,
+    which aborts the process (exit -6, "FATAL: exception not rethrown") after a clean Ctrl-C."""
+    return any(t.name == BACKGROUND_THREAD and t.is_alive() for t in threading.enumerate())
+
+
 class _Background:
-    """`fn()` on a daemon thread: a run stopped early exits without waiting for it."""
+    """`fn()` on a daemon thread: a run stopped early exits without waiting for it (see
+    compile_in_flight)."""
 
     def __init__(self, fn: Callable):
         self._done = threading.Event()
@@ -111,7 +122,7 @@ class _Background:
             finally:
                 self._done.set()
 
-        threading.Thread(target=run, daemon=True).start()
+        threading.Thread(target=run, name=BACKGROUND_THREAD, daemon=True).start()
 
     def result(self):
         self._done.wait()

@@ -28,7 +28,8 @@ import envs
 from savgo_mjx.agent import Agent, AgentState, Hyper, Rates
 from savgo_mjx.config import Config, shard_config
 from savgo_mjx.normalize import RunningStats, init_stats, normalize, update_stats
-from savgo_mjx.replay import ReplayBuffer, Transition, init_buffer, insert, sample
+from savgo_mjx.replay import (ReplayBuffer, Transition, gather, init_buffer, insert, n_step_bootstrap,
+                              sample_rows)
 
 
 DATA = "data"
@@ -83,7 +84,8 @@ class Trainer:
         cfg, local = self.cfg, self.local
         key = jax.random.PRNGKey(seed)
         key, k_agent, k_env = jax.random.split(key, 3)
-        buffer = init_buffer(local.buffer_size, self.env.observation_size, self.env.action_size)
+        buffer = init_buffer(local.buffer_size, self.env.observation_size, self.env.action_size,
+                             store_truncated=cfg.n_step > 1)
         if self.shards == 1:
             env = self.vec_env.reset(k_env)
         else:
@@ -147,6 +149,7 @@ class Trainer:
         buffer = insert(ts.buffer, Transition(
             obs=obs, action=action, reward=env.reward, next_obs=env.next_obs,
             terminated=env.terminated.astype(jnp.float32),
+            truncated=env.truncated.astype(jnp.float32) if cfg.n_step > 1 else None,
         ))
         obs_stats = update_stats(ts.obs_stats, obs, self.axis_name) if cfg.obs_norm else ts.obs_stats
         done = env.terminated | env.truncated
@@ -172,12 +175,15 @@ class Trainer:
 
         def one_update(agent_state, key):
             k_sample, k_update = jax.random.split(key)
-            batch = sample(ts.buffer, k_sample, self.local.batch_size)
+            rows = sample_rows(ts.buffer, k_sample, self.local.batch_size)
+            batch = gather(ts.buffer, rows)
+            boot = n_step_bootstrap(ts.buffer, rows, self.cfg.n_step, self.local.num_envs, ts.hyper.gamma)
             batch = batch.replace(
                 obs=self._normalize(ts.obs_stats, batch.obs),
                 next_obs=self._normalize(ts.obs_stats, batch.next_obs),
             )
-            return self.agent.update(agent_state, ts.hyper, batch, ts.env_steps, k_update)
+            boot = boot.replace(next_obs=self._normalize(ts.obs_stats, boot.next_obs))
+            return self.agent.update(agent_state, ts.hyper, batch, ts.env_steps, k_update, boot)
 
         keys = jax.random.split(key, self.cfg.updates_per_iter)
         agent_state, metrics = jax.lax.scan(one_update, ts.agent, keys)

@@ -52,29 +52,21 @@ def close(a, b, rtol=RTOL, atol=ATOL):
 # ------------------------------------------------------------------------------------------
 # Critic
 # ------------------------------------------------------------------------------------------
-def test_critic_target_truncation_is_not_termination(rng):
+def test_critic_target_bootstraps_with_the_given_discount(rng):
+    """y = R + discount (Q' - alpha logp'): discount 0 (terminated) leaves the reward alone;
+    gamma^m (an m-step return, or a truncated episode) bootstraps. Which rows get which discount
+    is replay's business (test_replay_and_normalize: truncation bootstraps, termination does not)."""
     B, gamma, alpha = 8, 0.97, 0.3
     r = rng.normal(size=B).astype(np.float32)
     q = rng.normal(size=B).astype(np.float32) * 10
     lp = rng.normal(size=B).astype(np.float32)
-    term = np.array([0, 1, 0, 0, 1, 0, 0, 0], bool)
-    trunc = np.array([0, 0, 1, 1, 0, 0, 0, 1], bool)  # time limits: the caller does not pass these
-
-    want = np.zeros(B)
-    for i in range(B):
-        if term[i]:
-            want[i] = r[i]
-        else:  # truncated rows still bootstrap from the true final observation
-            want[i] = r[i] + gamma * (q[i] - alpha * lp[i])
-    y = J.critic_target(r, term, q, lp, gamma, alpha)
+    steps = np.array([1, 1, 2, 3, 1, 3, 2, 1])
+    term = np.array([0, 1, 0, 0, 1, 0, 1, 0], bool)
+    discount = (gamma**steps * (1 - term)).astype(np.float32)
+    want = [r[i] if term[i] else r[i] + gamma ** steps[i] * (q[i] - alpha * lp[i]) for i in range(B)]
+    y = J.critic_target(r, discount, q, lp, alpha)
     close(y, want)
-    close(J.critic_target(r, term.astype(np.float32), q, lp, gamma, alpha), want)
-    # truncated, not terminated rows bootstrap; terminated rows do not
-    assert not np.allclose(np.asarray(y)[trunc], r[trunc])
     close(np.asarray(y)[term], r[term])
-    # truncation-only batch: every row bootstraps
-    y0 = J.critic_target(r, np.zeros(B, bool), q, lp, gamma, alpha)
-    close(y0, [r[i] + gamma * (q[i] - alpha * lp[i]) for i in range(B)])
 
 
 def test_critic_loss_sums_two_mses_and_stops_target_gradient(rng):
@@ -353,7 +345,7 @@ def test_all_jit_with_traced_hyperparameters(rng):
         b = L.update_beta(beta, G)
         Y = L.geometry_targets(G, b, lam, eta, gamma, term, nc)
         W = L.kernel_weights(nc, tau * L.tau_schedule(t, 1.0, 0.3, anneal), eps)
-        y = L.critic_target(u, term, u, u, gamma, alpha)
+        y = L.critic_target(u, gamma * (1 - term), u, u, alpha)
         return L.geometry_loss(z, Y) + L.kernel_actor_loss(u, W, nc, alpha) + y.sum()
 
     args = (1.0, 1.5, 0.5, 0.99, 1.0, 0.05, 0.2, 1000, 200_000)

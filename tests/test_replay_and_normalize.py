@@ -4,7 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from savgo_mjx.normalize import init_stats, normalize, update_stats
-from savgo_mjx.replay import Transition, init_buffer, insert, sample, transition_bytes
+from savgo_mjx.replay import (Transition, init_buffer, insert, n_step_bootstrap, one_step_bootstrap, sample,
+                              transition_bytes)
 
 
 def _batch(start: int, n: int, obs: int = 3, act: int = 2) -> Transition:
@@ -47,6 +48,83 @@ def test_transition_bytes_matches_arrays():
     buffer = init_buffer(5, 348, 17)
     total = sum(x.nbytes for x in jax.tree.leaves(buffer.data))
     assert total == 5 * transition_bytes(348, 17)
+    buffer = init_buffer(5, 348, 17, store_truncated=True)
+    assert sum(x.nbytes for x in jax.tree.leaves(buffer.data)) == 5 * transition_bytes(348, 17, n_step=3)
+
+
+def _episodes(num_envs: int, steps: int, seed: int = 0) -> list[dict]:
+    """`steps` vector steps of `num_envs` envs with random rewards and episode ends: one dict of
+    [N] arrays per step (next_obs marks env and step: 100 * step + env)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in range(steps):
+        ended = rng.random(num_envs) < 0.25
+        terminated = ended & (rng.random(num_envs) < 0.5)
+        out.append(dict(reward=rng.normal(size=num_envs).astype(np.float32),
+                        terminated=terminated.astype(np.float32),
+                        truncated=(ended & ~terminated).astype(np.float32),
+                        marker=100.0 * t + np.arange(num_envs)))
+    return out
+
+
+def _filled(history: list[dict], capacity: int) -> "ReplayBuffer":  # noqa: F821
+    num_envs = history[0]["reward"].shape[0]
+    buffer = init_buffer(capacity, 1, 1, store_truncated=True)
+    for step in history:
+        marker = jnp.asarray(step["marker"][:, None], jnp.float32)
+        buffer = insert(buffer, Transition(
+            obs=marker, action=jnp.zeros((num_envs, 1)), reward=jnp.asarray(step["reward"]),
+            next_obs=marker + 0.5, terminated=jnp.asarray(step["terminated"]),
+            truncated=jnp.asarray(step["truncated"])))
+    return buffer
+
+
+def _n_step_reference(history: list[dict], t: int, env: int, n: int, gamma: float):
+    """Straight from the definition: sum gamma^k r over the same env's next steps until n, the
+    episode's end (inclusive) or the newest step; then bootstrap unless terminated."""
+    reward, k = 0.0, 0
+    while True:
+        step = history[t + k]
+        reward += gamma**k * float(step["reward"][env])
+        k += 1
+        if (k == n or t + k == len(history) or step["terminated"][env] or step["truncated"][env]):
+            break
+    discount = gamma**k * (1.0 - float(step["terminated"][env]))
+    return reward, float(step["marker"][env]) + 0.5, discount
+
+
+def test_n_step_bootstrap_follows_each_env_and_stops_at_episode_ends_and_newest_data():
+    num_envs, n, gamma = 3, 4, 0.9
+    history = _episodes(num_envs, steps=11)
+    buffer = _filled(history, capacity=num_envs * 5)  # 11 steps into 5 slots: wrapped twice
+    rows = jnp.arange(num_envs * 5)
+    boot = jax.jit(n_step_bootstrap, static_argnums=(2, 3))(buffer, rows, n, num_envs, jnp.float32(gamma))
+    lengths = set()
+    for row in range(num_envs * 5):
+        marker = float(buffer.data.obs[row, 0])
+        t, env = int(marker) // 100, int(marker) % 100
+        reward, next_marker, discount = _n_step_reference(history, t, env, n, gamma)
+        np.testing.assert_allclose(float(boot.reward[row]), reward, rtol=1e-5, atol=1e-6)
+        assert float(boot.next_obs[row, 0]) == next_marker, (row, t, env)
+        np.testing.assert_allclose(float(boot.discount[row]), discount, rtol=1e-6)
+        lengths.add(round(np.log(discount) / np.log(gamma)) if discount else None)
+    assert {1, 2, 4} <= lengths  # full returns, ones cut short, and terminated ones all occur
+
+
+def test_one_step_bootstrap_is_n_step_with_n_1_and_truncation_still_bootstraps():
+    num_envs, gamma = 4, 0.97
+    history = _episodes(num_envs, steps=6, seed=1)
+    buffer = _filled(history, capacity=num_envs * 6)
+    rows = jnp.arange(num_envs * 6)
+    one = one_step_bootstrap(jax.tree.map(lambda x: x[rows], buffer.data), gamma)
+    n1 = n_step_bootstrap(buffer, rows, 1, num_envs, gamma)
+    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(n1)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
+    truncated = np.asarray(buffer.data.truncated) > 0
+    terminated = np.asarray(buffer.data.terminated) > 0
+    assert truncated.any() and terminated.any()
+    np.testing.assert_allclose(np.asarray(one.discount)[truncated], gamma)
+    np.testing.assert_array_equal(np.asarray(one.discount)[terminated], 0.0)
 
 
 def test_running_stats_match_numpy_over_batches():

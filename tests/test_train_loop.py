@@ -79,6 +79,23 @@ def test_resume_continues_exactly(straight, tmp_path):
     assert _rows(str(tmp_path)) == _rows(run_dir)
 
 
+def test_n_step_run_resumes_exactly_and_differs_from_one_step(straight, tmp_path):
+    """--n-step 3 stores the truncation flags, checkpoints them with the buffer, and changes the
+    critic's targets (so the run's losses differ from the one-step run's)."""
+    cfg = dataclasses.replace(TINY, n_step=3, run_dir=str(tmp_path / "straight"))
+    train(cfg)
+    half = dataclasses.replace(cfg, run_dir=str(tmp_path / "resumed"), total_steps=TINY.total_steps // 2)
+    train(half)
+    train(dataclasses.replace(half, total_steps=TINY.total_steps, resume=True))
+    a, b = _final_state(cfg, cfg.run_dir), _final_state(cfg, half.run_dir)
+    assert a.buffer.data.truncated is not None and a.buffer.data.truncated.shape == (1, TINY.buffer_size)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(x, y)
+    assert _rows(half.run_dir) == _rows(cfg.run_dir)
+    one_step = [r["critic_loss"] for r in _rows(straight[0])]
+    assert [r["critic_loss"] for r in _rows(cfg.run_dir)] != one_step
+
+
 def test_resume_without_saved_buffer_refills_it(tmp_path):
     cfg = dataclasses.replace(TINY, run_dir=str(tmp_path), total_steps=256, save_buffer=False)
     train(cfg)
@@ -118,6 +135,24 @@ def test_ctrl_c_saves_a_checkpoint_then_exits_cleanly(tmp_path):
     assert "interrupted: saved a checkpoint" in err
     step = Checkpointer(str(run_dir)).latest_step()
     assert step is not None and step >= 128
+
+
+def test_a_background_compile_is_visible_until_it_finishes():
+    """train.py leaves with os._exit while compile_in_flight(): otherwise a Ctrl-C during the
+    evaluation program's compile ended the process with an abort (exit -6) after saving."""
+    import threading
+
+    from savgo_mjx.train_loop import _Background, compile_in_flight
+
+    release = threading.Event()
+    job = _Background(lambda: release.wait(30) and "compiled")
+    assert compile_in_flight()
+    release.set()
+    assert job.result() == "compiled"
+    deadline = time.time() + 10
+    while compile_in_flight() and time.time() < deadline:
+        time.sleep(0.01)
+    assert not compile_in_flight()
 
 
 def test_first_sigint_waits_for_the_chunk_and_a_second_stops_at_once():

@@ -121,8 +121,9 @@ class Agent:
         self.observation_size = observation_size
         self.action_size = action_size
         h = cfg.hidden
-        self.actor = Actor(action_size, hidden=(h, h))
-        self.critic = DoubleCritic(hidden=(h, h), layer_norm=cfg.critic_layer_norm)
+        ha, hc = cfg.actor_hidden or h, cfg.critic_hidden or h
+        self.actor = Actor(action_size, hidden=(ha, ha))
+        self.critic = DoubleCritic(hidden=(hc, hc), layer_norm=cfg.critic_layer_norm)
         self.embedding = Embedding(hidden=(h, h, h), out=h)
         self.actor_tx = _optimizer(cfg)
         self.critic_tx = _optimizer(cfg, cfg.critic_weight_decay)

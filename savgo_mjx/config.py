@@ -92,6 +92,11 @@ class Config:
     """Polyak rate of the critic and embedding targets."""
     grad_clip: float = 5.0
     hidden: int = 256
+    """Width of every hidden layer (actor 2, critics 2 each, embedding 3 plus its output)."""
+    actor_hidden: Optional[int] = None
+    """Actor width if not --hidden (FastTD3: 512)."""
+    critic_hidden: Optional[int] = None
+    """Twin-critic width if not --hidden (FastTD3: 1024); the embedding keeps --hidden."""
     critic_layer_norm: bool = False
     obs_norm: bool = True
 
@@ -230,6 +235,9 @@ def validate(cfg: Config, observation_size: int = 0, action_size: int = 0) -> No
                 "n_step"]
     for name in positive:
         if getattr(cfg, name) <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
+    for name in ["actor_hidden", "critic_hidden"]:
+        if getattr(cfg, name) is not None and getattr(cfg, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
     for name in ["actor_lr", "critic_lr", "embedding_lr", "alpha_lr"]:
         if not getattr(cfg, name) >= 0:

@@ -20,10 +20,11 @@ def footprint_bytes(cfg: Config, observation_size: int, action_size: int, env_st
     M x M geometry matrices.
     """
     h = cfg.hidden
+    ha, hc = cfg.actor_hidden or h, cfg.critic_hidden or h
     pk = cfg.actor_batch * cfg.num_candidates
-    per_candidate = observation_size + action_size + 4 * h + 2 * 2 * h + 2
+    per_candidate = observation_size + action_size + 4 * h + 2 * 2 * hc + 2
     update = 4 * (2 * pk * per_candidate + 8 * cfg.geometry_batch**2
-                  + 3 * cfg.batch_size * (2 * observation_size + action_size + 8 * h))
+                  + 3 * cfg.batch_size * (2 * observation_size + action_size + 2 * ha + 4 * hc + 2 * h))
     return {
         "buffer": cfg.buffer_size * transition_bytes(observation_size, action_size, cfg.n_step),
         "envs": (cfg.num_envs + cfg.eval_envs) * env_state_bytes * 2,

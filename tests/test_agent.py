@@ -8,7 +8,7 @@ import pytest
 
 from savgo_mjx.agent import Agent, Hyper
 from savgo_mjx.config import Config
-from savgo_mjx.replay import Transition
+from savgo_mjx.replay import Bootstrap, Transition, one_step_bootstrap
 
 OBS, ACT, B = 5, 2, 32
 SMALL = Config(hidden=32, batch_size=B, geometry_batch=16, actor_batch=8, num_candidates=8)
@@ -92,7 +92,7 @@ def test_random_frozen_trunk_never_changes():
     agent = Agent(cfg, OBS, ACT)
     state = agent.init(jax.random.PRNGKey(0))
     new, metrics = jax.jit(agent.update)(state, Hyper.from_config(cfg, ACT), _batch(), jnp.int32(0),
-                                         jax.random.PRNGKey(1))
+                                   jax.random.PRNGKey(1))
     assert _same(new.embed, state.embed) and _same(new.embed_target, state.embed_target)
     assert "geometry_loss" not in metrics
     assert not _same(new.actor, state.actor)
@@ -121,3 +121,32 @@ def test_uniform_kernel_gives_the_actor_no_value_signal():
     a, _ = update(state, hyper, _batch(), jnp.int32(0), jax.random.PRNGKey(1))
     b, _ = update(shifted, hyper, _batch(), jnp.int32(0), jax.random.PRNGKey(1))
     assert not _same(a.actor, b.actor)
+
+
+def test_critic_learns_from_the_given_bootstrap_and_none_means_one_step():
+    agent = Agent(SMALL, OBS, ACT)
+    state = agent.init(jax.random.PRNGKey(0))
+    hyper = Hyper.from_config(SMALL, ACT)
+    update = jax.jit(agent.update)
+    batch, steps, key = _batch(), jnp.int32(10_000), jax.random.PRNGKey(1)
+    default, _ = update(state, hyper, batch, steps, key)
+    explicit, _ = update(state, hyper, batch, steps, key, one_step_bootstrap(batch, hyper.gamma))
+    assert _same(default, explicit)
+    three_step = Bootstrap(reward=batch.reward * 2.5, next_obs=batch.next_obs[::-1],
+                           discount=hyper.gamma**3 * (1.0 - batch.terminated))
+    other, _ = update(state, hyper, batch, steps, key, three_step)
+    assert not _same(default.critic, other.critic)
+    # The geometry loss and the kernel actor read the one-step batch and the target critics only.
+    assert _same(default.embed, other.embed) and _same(default.actor, other.actor)
+
+
+def test_actor_and_critic_widths_can_differ_from_the_embedding():
+    cfg = dataclasses.replace(SMALL, actor_hidden=16, critic_hidden=48)
+    agent = Agent(cfg, OBS, ACT)
+    state = agent.init(jax.random.PRNGKey(0))
+    assert state.actor["params"]["Dense_0"]["kernel"].shape == (OBS, 16)
+    assert state.critic["params"]["q0"]["Dense_1"]["kernel"].shape == (48, 48)
+    assert state.embed["params"]["Dense_0"]["kernel"].shape == (OBS + ACT, SMALL.hidden)
+    new, _ = jax.jit(agent.update)(state, Hyper.from_config(cfg, ACT), _batch(), jnp.int32(10_000),
+                                   jax.random.PRNGKey(1))
+    assert _finite(new) and not _same(new.critic, state.critic)

@@ -167,6 +167,7 @@ def prepare_insert_part(trainer: Trainer, ts: TrainState, reps: int) -> Bench:
     transition = Transition(
         obs=ts.env.obs, action=jax.random.uniform(jax.random.PRNGKey(3), (n, a), minval=-1.0, maxval=1.0),
         reward=ts.env.reward, next_obs=ts.env.next_obs, terminated=ts.env.terminated.astype(jnp.float32),
+        truncated=ts.env.truncated.astype(jnp.float32) if cfg.n_step > 1 else None,
     )
 
     def part(carry, transition):
@@ -217,8 +218,9 @@ def synthetic_state(trainer: Trainer, seed: int, rows: int = 16_384):
         obs=jax.random.normal(k[0], (n, o)), action=jax.random.uniform(k[1], (n, a), minval=-1.0, maxval=1.0),
         reward=jax.random.normal(k[2], (n,)), next_obs=jax.random.normal(k[3], (n, o)),
         terminated=(jax.random.uniform(k[4], (n,)) < 0.05).astype(jnp.float32),
+        truncated=jnp.zeros((n,)) if cfg.n_step > 1 else None,
     )
-    buffer = jax.jit(insert)(init_buffer(cfg.buffer_size, o, a), batch)
+    buffer = jax.jit(insert)(init_buffer(cfg.buffer_size, o, a, store_truncated=cfg.n_step > 1), batch)
     return types.SimpleNamespace(
         agent=jax.jit(trainer.agent.init)(k[5]), hyper=Hyper.from_config(cfg, a), buffer=buffer,
         obs_stats=update_stats(init_stats(o), batch.obs),
@@ -319,7 +321,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--env", default="inverted_pendulum", choices=sorted(envs.REGISTRY))
     p.add_argument("--physics", default=None, choices=list(envs.PHYSICS), help="default: the preset's")
     for flag in ("num-envs", "batch-size", "updates-per-iter", "num-candidates", "actor-batch",
-                 "geometry-batch", "hidden", "buffer-size", "warmup-steps"):
+                 "geometry-batch", "hidden", "actor-hidden", "critic-hidden", "buffer-size", "warmup-steps",
+                 "n-step"):
         p.add_argument(f"--{flag}", type=int, default=None, help="default: the task's preset")
     p.add_argument("--fast-physics", type=json.loads, default=None, metavar="JSON",
                    help="with --physics fast: replaces the task's fast_physics (a candidate setting)")
@@ -346,7 +349,8 @@ def make_config(args: argparse.Namespace) -> Config:
     cfg = defaults_for(args.env)
     overrides = {name: getattr(args, name) for name in (
         "physics", "num_envs", "batch_size", "updates_per_iter", "num_candidates", "actor_batch",
-        "geometry_batch", "hidden", "buffer_size", "warmup_steps") if getattr(args, name) is not None}
+        "geometry_batch", "hidden", "actor_hidden", "critic_hidden", "buffer_size", "warmup_steps",
+        "n_step") if getattr(args, name) is not None}
     cfg = dataclasses.replace(cfg, algo="savgo", seed=args.seed, progress=False, track=False, **overrides)
     if args.warmup_steps is None:  # learn as soon as one batch is in the buffer
         cfg = dataclasses.replace(cfg, warmup_steps=cfg.batch_size)
@@ -368,7 +372,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     if args.fast_physics is not None:
         print(f"fast_physics replaced by {args.fast_physics}")
     print(f"{cfg.env} physics={cfg.physics} N={cfg.num_envs} B={cfg.batch_size} G={cfg.updates_per_iter} "
-          f"K={cfg.num_candidates} P={cfg.actor_batch} M={cfg.geometry_batch} hidden={cfg.hidden} "
+          f"K={cfg.num_candidates} P={cfg.actor_batch} M={cfg.geometry_batch} hidden={cfg.hidden} n_step={cfg.n_step} "
           f"buffer={cfg.buffer_size} warmup={cfg.warmup_steps}", flush=True)
     env = env_throughput.make_env(cfg.env, cfg.physics, args.fast_physics, cfg.rk4_stage_unroll)
     trainer = Trainer(cfg, env)

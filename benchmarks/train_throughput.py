@@ -25,7 +25,10 @@ updates    `Trainer.learn`: G updates, each sampling B transitions, normalising 
            running `Agent.update` (savgo), on the warmed-up buffer.
 updates_sac the same with `algo="sac"` (a fresh SAC agent, same buffer, same B/G/hidden): SAVGO's
            per-update cost over SAC's is the ratio asked for (goal <= 1.5).
-`--updates-only` measures just updates and updates_sac, on a buffer of random transitions
+updates_bf16 the same SAVGO updates from the same state with `candidate_dtype="bfloat16"` (the
+           P x K candidate scoring in bfloat16): its cost over `updates` says what bf16 scoring
+           buys (on CPU bfloat16 is emulated and slower; the question is for GPUs).
+`--updates-only` measures just updates, updates_sac and updates_bf16, on a buffer of random transitions
 (`synthetic_state`): no env program is compiled, so a sweep over K, P, M, B or hidden is quick.
 `--parts raw_env updates updates_sac` measures only those (e2e always runs: the parts start from
 its warmed-up state); benchmarks/gpu_check.py uses it to stay inside its time budget.
@@ -65,7 +68,7 @@ from savgo_mjx.normalize import init_stats, normalize, update_stats  # noqa: E40
 from savgo_mjx.replay import Transition, init_buffer, insert  # noqa: E402
 from savgo_mjx.trainer import Trainer, TrainState  # noqa: E402
 
-PARTS = ("raw_env", "env_step", "insert", "updates", "updates_sac")
+PARTS = ("raw_env", "env_step", "insert", "updates", "updates_sac", "updates_bf16")
 """What --parts can select; e2e (the warmed-up state the parts start from) always runs."""
 
 
@@ -202,7 +205,8 @@ def prepare_updates(trainer: Trainer, ts: TrainState, reps: int, agent_state=Non
     fn = jax.jit(part, donate_argnums=0)
     run, first = _chained(fn, agent_state, ts.hyper, ts.buffer, ts.obs_stats, ts.env_steps,
                           jax.random.PRNGKey(11))
-    row = dict(name=name, what=f"{cfg.updates_per_iter} x Agent.update ({cfg.algo}, B={cfg.batch_size})",
+    scoring = f", {cfg.candidate_dtype} scoring" if cfg.algo == "savgo" else ""
+    row = dict(name=name, what=f"{cfg.updates_per_iter} x Agent.update ({cfg.algo}, B={cfg.batch_size}{scoring})",
                first_call_s=first)
     return Bench(row, run, reps, cfg.num_envs, reps * cfg.updates_per_iter)
 
@@ -274,6 +278,9 @@ def compute_ratios(rows: list[dict]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "updates" in ok and "updates_sac" in ok:
         out["savgo_over_sac_update_cost"] = ok["updates"]["ms_per_update"] / ok["updates_sac"]["ms_per_update"]
+    if "updates" in ok and "updates_bf16" in ok:
+        out["bf16_over_f32_scoring_update_cost"] = (ok["updates_bf16"]["ms_per_update"]
+                                                    / ok["updates"]["ms_per_update"])
     if "e2e" in ok and "raw_env" in ok:
         out["train_over_raw_env_steps_per_s"] = ok["e2e"]["steps_per_s"] / ok["raw_env"]["steps_per_s"]
     parts = [p for p in ("env_step", "insert", "updates") if p in ok]
@@ -310,6 +317,9 @@ def print_table(rows: list[dict], ratios: dict, cfg: Config) -> None:
     if "savgo_over_sac_update_cost" in ratios:
         print(f"SAVGO update / SAC update (B={cfg.batch_size}, K={cfg.num_candidates}, P={cfg.actor_batch}, "
               f"M={cfg.geometry_batch}, hidden={cfg.hidden})  {ratios['savgo_over_sac_update_cost']:.3f}  (goal <= 1.5)")
+    if "bf16_over_f32_scoring_update_cost" in ratios:
+        print(f"SAVGO update, bf16 / float32 candidate scoring                    "
+              f"{ratios['bf16_over_f32_scoring_update_cost']:.3f}")
     if "train_over_raw_env_steps_per_s" in ratios:
         print(f"training env steps/s / raw env steps/s (N={cfg.num_envs}, G={cfg.updates_per_iter})  "
               f"{ratios['train_over_raw_env_steps_per_s']:.3f}  (goal >= 0.5)")
@@ -381,7 +391,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     benches: list[Bench] = []
     if args.updates_only:
         ts = synthetic_state(trainer, args.seed)
-        parts = ("updates", "updates_sac")
+        parts = ("updates", "updates_sac", "updates_bf16")
     else:
         out = _attempt("e2e", rows, lambda: prepare_e2e(trainer, args.seed, args.iterations))
         ts = None
@@ -402,14 +412,17 @@ def main(argv: Optional[list[str]] = None) -> dict:
         prepare = {"env_step": lambda: prepare_env_part(trainer, ts, args.reps),
                    "insert": lambda: prepare_insert_part(trainer, ts, args.reps),
                    "updates": lambda: prepare_updates(trainer, ts, args.reps),
-                   "updates_sac": lambda: prepare_sac_updates(cfg, env, ts, args.reps, args.seed)}
+                   "updates_sac": lambda: prepare_sac_updates(cfg, env, ts, args.reps, args.seed),
+                   "updates_bf16": lambda: prepare_updates(
+                       Trainer(dataclasses.replace(cfg, candidate_dtype="bfloat16"), env), ts, args.reps,
+                       name="updates_bf16")}
         for name in parts:
             b = _attempt(name, rows, prepare[name])
             if b:
                 benches.append(b)
 
     time_round_robin(benches, args.repeats)  # the machine's load falls on all parts alike
-    order = {n: i for i, n in enumerate(("e2e", "raw_env", "env_step", "insert", "updates", "updates_sac"))}
+    order = {n: i for i, n in enumerate(("e2e", *PARTS))}
     rows = sorted([_finish(b) for b in benches] + rows, key=lambda r: order.get(r["name"], 99))
     ratios = compute_ratios(rows)
     print_table(rows, ratios, cfg)

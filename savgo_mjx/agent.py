@@ -271,9 +271,7 @@ class Agent:
                                        jnp.broadcast_to(log_std[:, None], shape), k_cand)  # [P, K, A]
         cand = jnp.clip(cand + hp.candidate_noise * jax.random.normal(k_noise, cand.shape), -1.0, 1.0)
         cand = jax.lax.stop_gradient(cand)
-        obs_1 = obs[:, None]  # [P, 1, O], broadcast against the K candidates
-        z_cand = l2_normalize(self.embedding.apply(st.embed_target, obs_1, cand))  # [P, K, D]
-        q_cand = self.critic.apply(st.critic_target, obs_1, cand).min(-1)  # [P, K]
+        z_cand, q_cand = self._score_candidates(st, obs[:, None], cand)  # [P, K, D], [P, K]
 
         def loss_fn(actor_params, embed_params):
             anchor, log_prob = self._sample(actor_params, obs, k_anchor)  # [P, A], [P]
@@ -284,6 +282,20 @@ class Agent:
             return loss, {"log_prob": log_prob, "kernel_max_weight": weights.max(-1).mean()}
 
         return loss_fn
+
+    def _score_candidates(self, st: AgentState, obs: jax.Array, cand: jax.Array):
+        """Unit target-trunk embeddings [P, K, D] and target min-Q [P, K] (float32) of K candidate
+        actions [P, K, A] per state (obs [P, 1, O], broadcast against the candidates).
+
+        Nothing here is differentiated, so the whole P x K pass may run in cfg.candidate_dtype:
+        in bfloat16 the matmuls of the largest part of a SAVGO update use a GPU's tensor cores,
+        while the global float32 matmul precision (which MJX needs) stays everywhere else."""
+        dtype = jnp.dtype(self.cfg.candidate_dtype)
+        cast = lambda tree: jax.tree.map(lambda x: x.astype(dtype), tree)  # noqa: E731
+        obs, cand = cast(obs), cast(cand)
+        z = self.embedding.apply(cast(st.embed_target), obs, cand)
+        q = self.critic.apply(cast(st.critic_target), obs, cand).min(-1)
+        return l2_normalize(z.astype(jnp.float32)), q.astype(jnp.float32)
 
     def _sac_actor_loss(self, batch, critic, alpha, key):
         """SAC's actor: the reparameterised gradient of min-Q with respect to the action."""

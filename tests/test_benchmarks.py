@@ -83,8 +83,10 @@ def test_train_throughput_smoke(tmp_path):
 
 
 def test_train_throughput_updates_only():
-    # The same update programs as the test above: they come from the compilation cache.
+    # The same update programs as the test above come from the compilation cache; bf16 is new.
     result = train_throughput.main([*TINY_TRAIN, "--updates-only"])
     _check_rows(result["rows"])
-    assert [r["name"] for r in result["rows"]] == ["updates", "updates_sac"]
+    assert [r["name"] for r in result["rows"]] == ["updates", "updates_sac", "updates_bf16"]
+    assert "bfloat16 scoring" in result["rows"][2]["what"]
     assert _positive_finite(result["ratios"]["savgo_over_sac_update_cost"])
+    assert _positive_finite(result["ratios"]["bf16_over_f32_scoring_update_cost"])

@@ -58,7 +58,7 @@ class Hyper:
 
 @struct.dataclass
 class Rates:
-    """Traced learning rates and initial temperature ([] float32 each; [S] for S members):
+    """Traced optimiser settings and initial temperature ([] float32 each; [S] for S members):
     inputs of the init program, so that other values reuse its compile too."""
 
     actor_lr: jax.Array
@@ -66,13 +66,15 @@ class Rates:
     embedding_lr: jax.Array
     alpha_lr: jax.Array
     alpha_init: jax.Array
+    adam_b1: jax.Array
+    adam_b2: jax.Array
 
     @staticmethod
     def from_config(cfg: Config) -> "Rates":
         f = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
         return Rates(actor_lr=f(cfg.actor_lr), critic_lr=f(cfg.critic_lr),
                      embedding_lr=f(cfg.embedding_lr), alpha_lr=f(cfg.alpha_lr),
-                     alpha_init=f(cfg.alpha_init))
+                     alpha_init=f(cfg.alpha_init), adam_b1=f(cfg.adam_b1), adam_b2=f(cfg.adam_b2))
 
 
 @struct.dataclass
@@ -91,7 +93,7 @@ class AgentState:
 
 
 def _optimizer(cfg: Config, weight_decay: float = 0.0) -> optax.GradientTransformation:
-    """Adam with global-norm clipping; the learning rate lives in the optimiser state (traced).
+    """Adam with global-norm clipping; learning rate and betas live in the optimiser state (traced).
 
     Weight decay is added to the gradient before Adam, as torch's Adam(weight_decay=...) does in
     the reference code.
@@ -101,10 +103,12 @@ def _optimizer(cfg: Config, weight_decay: float = 0.0) -> optax.GradientTransfor
     return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), decay, adam)
 
 
-def with_lr(opt_state: optax.OptState, lr: float | jax.Array) -> optax.OptState:
-    """Sets the learning rate held by the inject_hyperparams state at the end of the chain."""
+def with_adam(opt_state: optax.OptState, lr, b1, b2) -> optax.OptState:
+    """Sets the learning rate and betas held by the inject_hyperparams state at the end of the
+    chain (scalars or traced arrays)."""
     *rest, adam_state = opt_state
-    hyper = dict(adam_state.hyperparams, learning_rate=jnp.asarray(lr, jnp.float32))
+    f = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
+    hyper = dict(adam_state.hyperparams, learning_rate=f(lr), b1=f(b1), b2=f(b2))
     return (*rest, adam_state._replace(hyperparams=hyper))
 
 
@@ -141,13 +145,14 @@ class Agent:
         critic = self.critic.init(k_critic, obs, act)
         embed = self.embedding.init(k_embed, obs, act)
         log_alpha = jnp.log(rates.alpha_init)
+        betas = (rates.adam_b1, rates.adam_b2)
         return AgentState(
             actor=actor, critic=critic, critic_target=critic, embed=embed, embed_target=embed,
             log_alpha=log_alpha, beta=jnp.ones((), jnp.float32),
-            actor_opt=with_lr(self.actor_tx.init(actor), rates.actor_lr),
-            critic_opt=with_lr(self.critic_tx.init(critic), rates.critic_lr),
-            embed_opt=with_lr(self.embed_tx.init(embed), rates.embedding_lr),
-            alpha_opt=with_lr(self.alpha_tx.init(log_alpha), rates.alpha_lr),
+            actor_opt=with_adam(self.actor_tx.init(actor), rates.actor_lr, *betas),
+            critic_opt=with_adam(self.critic_tx.init(critic), rates.critic_lr, *betas),
+            embed_opt=with_adam(self.embed_tx.init(embed), rates.embedding_lr, *betas),
+            alpha_opt=with_adam(self.alpha_tx.init(log_alpha), rates.alpha_lr, *betas),
         )
 
     def act(self, actor_params: Params, obs: jax.Array, key: jax.Array) -> jax.Array:

@@ -86,6 +86,9 @@ class Config:
     embedding_lr: float = 1e-3
     alpha_lr: float = 1e-3
     alpha_init: float = 1.0
+    adam_b1: float = 0.9
+    adam_b2: float = 0.999
+    """Adam's second-moment decay for every optimiser (FastSAC: 0.95)."""
     target_entropy: Optional[float] = None
     """Entropy target; None means -|A|."""
     target_rate: float = 0.005
@@ -158,7 +161,8 @@ ABLATIONS: dict[str, dict] = {
 
 SWEEPABLE = ("gamma", "lam", "eta", "beta_decay", "huber_delta", "kernel_eps", "candidate_noise",
              "target_noise", "tau_start", "tau_end", "tau_anneal_steps", "target_rate",
-             "target_entropy", "actor_lr", "critic_lr", "embedding_lr", "alpha_lr", "alpha_init")
+             "target_entropy", "actor_lr", "critic_lr", "embedding_lr", "alpha_lr", "alpha_init",
+             "adam_b1", "adam_b2")
 """Hyperparameters that are traced inputs of the compiled program (agent.Hyper, the optimiser
 states, the initial temperature): a sweep over them shares one compile. Everything else (sizes,
 switches, clipping, weight decay) changes the program."""
@@ -253,6 +257,9 @@ def validate(cfg: Config, observation_size: int = 0, action_size: int = 0) -> No
         raise ConfigError(f"--rk4-stage-unroll must be 1, 2 or 3, got {cfg.rk4_stage_unroll}")
     if not 0.0 <= cfg.gamma <= 1.0:
         raise ConfigError(f"--gamma must be in [0, 1], got {cfg.gamma}")
+    for name in ["adam_b1", "adam_b2"]:
+        if not 0.0 <= getattr(cfg, name) < 1.0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(cfg, name)}")
     if not 0.0 < cfg.target_rate <= 1.0:
         raise ConfigError(f"--target-rate must be in (0, 1], got {cfg.target_rate}")
     if cfg.lam <= 0 or cfg.tau_start <= 0 or cfg.tau_end <= 0 or cfg.alpha_init <= 0:

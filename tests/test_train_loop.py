@@ -10,7 +10,9 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from savgo_mjx.checkpoint import Checkpointer
@@ -207,3 +209,27 @@ def test_each_member_gets_its_own_seed_and_swept_values():
     assert not np.allclose(actor[0], actor[1])  # seeds 0 and 1
     np.testing.assert_array_equal(actor[0], actor[2])  # seed 0 in another setting
     np.testing.assert_array_equal(ts.env.obs[1], ts.env.obs[3])
+
+
+def test_adam_betas_are_traced_per_member_and_change_the_updates():
+    import envs
+
+    cfg = dataclasses.replace(TINY, sweep=("adam_b2=0.999,0.95",))
+    trainer = Trainer(cfg, envs.make(cfg.env))
+    ts = trainer.init_members(members(cfg))
+    for opt in (ts.agent.actor_opt, ts.agent.critic_opt, ts.agent.embed_opt, ts.agent.alpha_opt):
+        np.testing.assert_allclose(opt[-1].hyperparams["b2"], [0.999, 0.95], rtol=1e-6)
+        np.testing.assert_allclose(opt[-1].hyperparams["b1"], [0.9, 0.9], rtol=1e-6)
+    # Same seed, same data: only b2 differs, and from Adam's second step on it shows.
+    agent = jax.tree.map(lambda x: x[0], ts.agent)
+    grads = jax.tree.map(jnp.ones_like, agent.critic)
+    out = []
+    for member in range(2):
+        opt = jax.tree.map(lambda x: x[member], ts.agent.critic_opt)
+        params = agent.critic
+        for scale in (1e-3, 1e-4):  # below the gradient clip; a changing gradient
+            g = jax.tree.map(lambda x: x * scale, grads)
+            updates, opt = trainer.agent.critic_tx.update(g, opt, params)
+            params = optax.apply_updates(params, updates)
+        out.append(params)
+    assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(out[0]), jax.tree.leaves(out[1])))

@@ -126,7 +126,7 @@ class Agent:
         self.action_size = action_size
         h = cfg.hidden
         ha, hc = cfg.actor_hidden or h, cfg.critic_hidden or h
-        self.actor = Actor(action_size, hidden=(ha, ha))
+        self.actor = Actor(action_size, hidden=(ha, ha), log_std_max=cfg.log_std_max)
         self.critic = DoubleCritic(hidden=(hc, hc), layer_norm=cfg.critic_layer_norm)
         self.embedding = Embedding(hidden=(h, h, h), out=h)
         self.actor_tx = _optimizer(cfg)

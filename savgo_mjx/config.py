@@ -100,6 +100,8 @@ class Config:
     """Actor width if not --hidden (FastTD3: 512)."""
     critic_hidden: Optional[int] = None
     """Twin-critic width if not --hidden (FastTD3: 1024); the embedding keeps --hidden."""
+    log_std_max: float = 1.0
+    """Upper end of the actor's log std range [-5, log_std_max] (paper 1, FastSAC 0)."""
     critic_layer_norm: bool = False
     obs_norm: bool = True
 
@@ -257,6 +259,8 @@ def validate(cfg: Config, observation_size: int = 0, action_size: int = 0) -> No
         raise ConfigError(f"--rk4-stage-unroll must be 1, 2 or 3, got {cfg.rk4_stage_unroll}")
     if not 0.0 <= cfg.gamma <= 1.0:
         raise ConfigError(f"--gamma must be in [0, 1], got {cfg.gamma}")
+    if not -5.0 < cfg.log_std_max <= 2.0:
+        raise ConfigError(f"--log-std-max must be in (-5, 2] (the range's lower end is -5), got {cfg.log_std_max}")
     for name in ["adam_b1", "adam_b2"]:
         if not 0.0 <= getattr(cfg, name) < 1.0:
             raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(cfg, name)}")

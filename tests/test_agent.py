@@ -140,13 +140,15 @@ def test_critic_learns_from_the_given_bootstrap_and_none_means_one_step():
     assert _same(default.embed, other.embed) and _same(default.actor, other.actor)
 
 
-def test_actor_and_critic_widths_can_differ_from_the_embedding():
+def test_network_widths_and_log_std_range_follow_the_config():
     cfg = dataclasses.replace(SMALL, actor_hidden=16, critic_hidden=48)
     agent = Agent(cfg, OBS, ACT)
     state = agent.init(jax.random.PRNGKey(0))
     assert state.actor["params"]["Dense_0"]["kernel"].shape == (OBS, 16)
     assert state.critic["params"]["q0"]["Dense_1"]["kernel"].shape == (48, 48)
     assert state.embed["params"]["Dense_0"]["kernel"].shape == (OBS + ACT, SMALL.hidden)
+    assert agent.actor.log_std_max == SMALL.log_std_max == 1.0
+    assert Agent(dataclasses.replace(cfg, log_std_max=0.0), OBS, ACT).actor.log_std_max == 0.0
     new, _ = jax.jit(agent.update)(state, Hyper.from_config(cfg, ACT), _batch(), jnp.int32(10_000),
                                    jax.random.PRNGKey(1))
     assert _finite(new) and not _same(new.critic, state.critic)

@@ -26,6 +26,7 @@ def test_rk4_stage_unroll_outside_1_to_3_is_refused():
     (["--n-step", "0"], "--n-step must be positive"),
     (["--critic-hidden", "0"], "--critic-hidden must be positive"),
     (["--adam-b2", "1.0"], "--adam-b2 must be in [0, 1), got 1.0"),
+    (["--log-std-max", "-6"], "--log-std-max must be in (-5, 2]"),
     (["--n-step", "3", "--num-envs", "16", "--buffer-size", "1000"],
      "must be a multiple of --num-envs (16); e.g. --buffer-size 992"),
     (["--num-seeds", "0"], "--num-seeds must be positive"),

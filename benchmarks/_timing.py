@@ -7,14 +7,36 @@ it), `run()` (one timed call that blocks until the device is done) and `times` (
 """
 from __future__ import annotations
 
+import os
 import statistics
 import time
-from typing import Any, Iterable
+import traceback
+from typing import Any, Callable, Iterable, Optional
 
 
 def error_text(e: BaseException) -> str:
     """`Type: message`, first line only, at most 300 characters: what an error row records."""
     return f"{type(e).__name__}: {e}".strip().splitlines()[0][:300]
+
+
+def attempt(what: str, prepare: Callable[[], Any], errors: list[dict], error_row: dict) -> Optional[Any]:
+    """Compiles one measurement: `prepare()` returns a bench (or a tuple whose first item is one)
+    after its first call. If it raises, the error is printed (with the traceback when
+    BENCH_TRACEBACK is set), `error_row` plus `error` is appended to `errors`, and the result is
+    None: the other measurements still run."""
+    print(f"  compiling {what} ...", flush=True)
+    try:
+        out = prepare()
+    except Exception as e:
+        msg = error_text(e)
+        print(f"  FAILED {what}: {msg}", flush=True)
+        if os.environ.get("BENCH_TRACEBACK"):
+            traceback.print_exc()
+        errors.append(dict(error_row, error=msg))
+        return None
+    bench = out[0] if isinstance(out, tuple) else out
+    print(f"    first call {bench.row['first_call_s']:.1f} s", flush=True)
+    return out
 
 
 def time_round_robin(benches: Iterable[Any], repeats: int) -> None:

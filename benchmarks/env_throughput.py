@@ -56,7 +56,6 @@ import platform
 import subprocess
 import sys
 import time
-import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -68,7 +67,7 @@ if ROOT not in sys.path:  # `python benchmarks/env_throughput.py` from anywhere
     sys.path.insert(0, ROOT)
 
 import envs  # noqa: E402
-from benchmarks._timing import error_text, time_round_robin, timing_stats  # noqa: E402
+from benchmarks._timing import attempt, time_round_robin, timing_stats  # noqa: E402
 
 MODES = ("vecenv", "bare")
 
@@ -173,21 +172,6 @@ def prepare_brax(num_envs: int, steps: int, mode: str, seed: int, name: str = "h
     else:
         raise ValueError(f"unknown mode {mode!r}")
     return _make_bench(row, step, state0, int(env.action_size), steps, seed)
-
-
-def _attempt(what: str, errors: list[dict], base_row: dict, fn: Callable[[], Bench]) -> Optional[Bench]:
-    print(f"  compiling {what} ...", flush=True)
-    try:
-        bench = fn()
-    except Exception as e:  # report and continue: the other variants still run
-        msg = error_text(e)
-        print(f"  FAILED {what}: {msg}", flush=True)
-        if os.environ.get("BENCH_TRACEBACK"):
-            traceback.print_exc()
-        errors.append(dict(base_row, error=msg))
-        return None
-    print(f"    first call {bench.row['first_call_s']:.1f} s", flush=True)
-    return bench
 
 
 def _finish(b: Bench) -> dict:
@@ -335,9 +319,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
                 for mode in args.modes:
                     base = dict(impl="ours", task=args.task, physics=label, mode=mode, num_envs=n,
                                 steps=args.steps)
-                    b = _attempt(f"ours {args.task} {label} {mode}", errors, base,
-                                 lambda: prepare_ours(args.task, physics, n, args.steps, mode, args.seed,
-                                                      args.fast_physics, unroll))
+                    b = attempt(f"ours {args.task} {label} {mode}",
+                                lambda: prepare_ours(args.task, physics, n, args.steps, mode, args.seed,
+                                                     args.fast_physics, unroll), errors, base)
                     if b:
                         benches.append(b)
         if not args.no_brax:
@@ -345,8 +329,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
                 shown = "wrap" if mode == "vecenv" else mode
                 base = dict(impl="brax", task=args.brax_env, physics="brax-mjx", mode=shown,
                             num_envs=n, steps=args.steps)
-                b = _attempt(f"brax {args.brax_env} {shown}", errors, base,
-                             lambda: prepare_brax(n, args.steps, mode, args.seed, args.brax_env))
+                b = attempt(f"brax {args.brax_env} {shown}",
+                            lambda: prepare_brax(n, args.steps, mode, args.seed, args.brax_env), errors, base)
                 if b:
                     benches.append(b)
         time_round_robin(benches, args.repeats)

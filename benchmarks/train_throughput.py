@@ -47,7 +47,6 @@ import math
 import os
 import sys
 import time
-import traceback
 import types
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -61,7 +60,7 @@ if ROOT not in sys.path:
 
 import envs  # noqa: E402
 from benchmarks import env_throughput  # noqa: E402
-from benchmarks._timing import error_text, time_round_robin, timing_stats  # noqa: E402
+from benchmarks._timing import attempt, time_round_robin, timing_stats  # noqa: E402
 from savgo_mjx.config import Config, defaults_for, validate  # noqa: E402
 from savgo_mjx.agent import Hyper  # noqa: E402
 from savgo_mjx.normalize import init_stats, normalize, update_stats  # noqa: E402
@@ -240,22 +239,6 @@ def prepare_sac_updates(cfg: Config, env, ts: TrainState, reps: int, seed: int) 
 
 
 # --- driver --------------------------------------------------------------------------------------
-def _attempt(name: str, rows: list[dict], fn: Callable[[], Any]):
-    print(f"  compiling {name} ...", flush=True)
-    try:
-        out = fn()
-    except Exception as e:
-        msg = error_text(e)
-        print(f"  FAILED {name}: {msg}", flush=True)
-        if os.environ.get("BENCH_TRACEBACK"):
-            traceback.print_exc()
-        rows.append(dict(name=name, error=msg))
-        return None
-    b = out[0] if isinstance(out, tuple) else out
-    print(f"    first call {b.row['first_call_s']:.1f} s", flush=True)
-    return out
-
-
 def _finish(b: Bench) -> dict:
     row = dict(b.row)
     if not b.times:
@@ -393,14 +376,14 @@ def main(argv: Optional[list[str]] = None) -> dict:
         ts = synthetic_state(trainer, args.seed)
         parts = ("updates", "updates_sac", "updates_bf16")
     else:
-        out = _attempt("e2e", rows, lambda: prepare_e2e(trainer, args.seed, args.iterations))
+        out = attempt("e2e", lambda: prepare_e2e(trainer, args.seed, args.iterations), rows, dict(name="e2e"))
         ts = None
         if out:
             benches.append(out[0])
             ts = out[1]
         if args.parts is None or "raw_env" in args.parts:
-            b = _attempt("raw_env", rows, lambda: prepare_raw_env(cfg, args.seed, args.iterations,
-                                                                   args.fast_physics))
+            b = attempt("raw_env", lambda: prepare_raw_env(cfg, args.seed, args.iterations, args.fast_physics),
+                        rows, dict(name="raw_env"))
             if b:
                 benches.append(b)
         parts = ("env_step", "insert", "updates", "updates_sac")
@@ -417,7 +400,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
                        Trainer(dataclasses.replace(cfg, candidate_dtype="bfloat16"), env), ts, args.reps,
                        name="updates_bf16")}
         for name in parts:
-            b = _attempt(name, rows, prepare[name])
+            b = attempt(name, prepare[name], rows, dict(name=name))
             if b:
                 benches.append(b)
 

@@ -81,6 +81,7 @@ def test_resume_continues_exactly(straight, tmp_path):
     assert _rows(str(tmp_path)) == _rows(run_dir)
 
 
+@pytest.mark.slow  # a program of its own: ~2 min of compile on 2 cores (the n-step math is unit-tested)
 def test_n_step_run_resumes_exactly_and_differs_from_one_step(straight, tmp_path):
     """--n-step 3 stores the truncation flags, checkpoints them with the buffer, and changes the
     critic's targets (so the run's losses differ from the one-step run's)."""

@@ -177,12 +177,14 @@ class Trainer:
             k_sample, k_update = jax.random.split(key)
             rows = sample_rows(ts.buffer, k_sample, self.local.batch_size)
             batch = gather(ts.buffer, rows)
-            boot = n_step_bootstrap(ts.buffer, rows, self.cfg.n_step, self.local.num_envs, ts.hyper.gamma)
             batch = batch.replace(
                 obs=self._normalize(ts.obs_stats, batch.obs),
                 next_obs=self._normalize(ts.obs_stats, batch.next_obs),
             )
-            boot = boot.replace(next_obs=self._normalize(ts.obs_stats, boot.next_obs))
+            boot = None  # one step: the agent's target comes from `batch`, gathered and normalised once
+            if self.cfg.n_step > 1:
+                boot = n_step_bootstrap(ts.buffer, rows, self.cfg.n_step, self.local.num_envs, ts.hyper.gamma)
+                boot = boot.replace(next_obs=self._normalize(ts.obs_stats, boot.next_obs))
             return self.agent.update(agent_state, ts.hyper, batch, ts.env_steps, k_update, boot)
 
         keys = jax.random.split(key, self.cfg.updates_per_iter)

@@ -35,6 +35,7 @@ import itertools
 import json
 import os
 import sys
+import textwrap
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -376,7 +377,11 @@ def plot_env(env: str, groups: dict[Setting, list[Curve]], path: str) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
+    # Settings that differ in many fields have long labels: they go, wrapped, in one legend
+    # under both panels (inside a panel they squeezed the axes to nothing).
+    labels = {s: textwrap.fill(f"{s.label} (n={len(c)})", 150) for s, c in groups.items()}
+    legend_lines = sum(label.count("\n") + 1 for label in labels.values()) + 1
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5 + 0.17 * legend_lines), layout="constrained")
     paper = PAPER_RESULTS.get(env, {}).get("SAVGO")
     for i, (setting, curves) in enumerate(groups.items()):
         colour = f"C{i % 10}"
@@ -384,7 +389,7 @@ def plot_env(env: str, groups: dict[Setting, list[Curve]], path: str) -> str:
         for ax, attr in zip(axes, ("steps", "wall")):
             grid, mean, half, _ = mean_curve([getattr(c, attr) for c in curves], [c.returns for c in curves])
             ax.plot(grid, mean, style, color=colour, marker="o" if len(grid) <= 20 else None,
-                    label=f"{setting.label} (n={len(curves)})")
+                    label=labels[setting])
             if (half > 0).any():
                 ax.fill_between(grid, mean - half, mean + half, color=colour, alpha=0.2, linewidth=0)
     for ax, xlabel in zip(axes, ("env steps", "wall-clock seconds (compile included)")):
@@ -394,7 +399,8 @@ def plot_env(env: str, groups: dict[Setting, list[Curve]], path: str) -> str:
         ax.set_ylabel("eval return")
         ax.grid(alpha=0.3)
     axes[0].set_title(f"{env}: mean over seeds, band = mean ± 1.96 SEM (95% CI)", fontsize=10)
-    axes[1].legend(fontsize=8, loc="best")
+    handles, names = axes[1].get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=8, loc="outside lower center")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -121,6 +121,33 @@ def test_other_differing_fields_split_settings(tmp_path):
     assert labels == {"SAVGO hidden=256", "SAVGO hidden=32"}
 
 
+def test_long_setting_labels_leave_the_panels_their_width(tmp_path, monkeypatch):
+    """Two presets that differ in ten fields (as docs/TUNING.md's P0 and P1 do): the legend must
+    not squeeze the plots (inside a panel it once left each axis a few pixels wide)."""
+    import matplotlib.figure
+    import matplotlib.image
+
+    far = dataclasses.replace(BASE, batch_size=8192, updates_per_iter=8, gamma=0.97, target_rate=0.125,
+                              critic_layer_norm=True, alpha_init=0.001, target_entropy=0.0, adam_b2=0.95,
+                              buffer_size=1048576, tau_anneal_steps=5000000, seed=1)
+    runs = [make_run(tmp_path / "p0", BASE, {0: [(1000, 10.0, 1.0), (3000, 20.0, 2.0)]}),
+            make_run(tmp_path / "p1", far, {0: [(1000, 12.0, 1.5), (3000, 25.0, 3.0)]})]
+    groups = report.group([c for r in runs for c in report.load_run(r)])
+    assert min(len(s.label) for s in groups) > 150  # long enough to wrap
+    captured = {}
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def measuring_savefig(fig, *args, **kwargs):
+        fig.canvas.draw()
+        captured["widths"] = [ax.get_position().width for ax in fig.axes]
+        return real_savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", measuring_savefig)
+    path = report.plot_env("hopper", groups, str(tmp_path / "hopper.png"))
+    assert matplotlib.image.imread(path).shape[1] > 1000
+    assert len(captured["widths"]) == 2 and min(captured["widths"]) > 0.3, captured
+
+
 def test_table_numbers_figures_and_paper_column(runs, tmp_path, capsys):
     out = str(tmp_path / "out")
     assert report.main([runs["savgo"], runs["savgo5"], runs["B1"], runs["sac"], "--out", out]) == 0

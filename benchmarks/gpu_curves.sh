@@ -10,10 +10,12 @@
 #     p0="" p1="--batch-size 8192 --updates-per-iter 8 --gamma 0.97 ..."
 #
 # Each variant is one `gpu_check.py --phases curve` run of `train.py --env humanoid` with the
-# preset plus its flags; all start together and share the GPU (memory fraction 0.9 / variants),
-# so compare them with each other, not with a run that had the GPU alone. At most 3 variants:
-# only 8 files come back from $OUT (e1.json, NAME_summary.md and NAME_curve.csv per variant,
-# curves.tgz with every log, metrics.jsonl, config.json and exported policy).
+# preset plus its flags, or, when its flags start with `brax-ppo`, brax's PPO on the same task
+# (`benchmarks/brax_ppo.py` with the rest of the flags: NAME="brax-ppo --num-envs 2048"). All
+# start together and share the GPU (memory fraction 0.9 / variants), so compare them with each
+# other, not with a run that had the GPU alone. At most 3 variants: only 8 files come back from
+# $OUT (e1.json; per variant NAME_summary.md and NAME_curve.csv, or for brax NAME_log.txt and
+# NAME_metrics.jsonl; curves.tgz with every log, metrics.jsonl, config.json, exported policy).
 # A try on CPU (InvertedPendulum, tiny sizes; ~5 min on 2 cores): with the project's venv active,
 #   CHECK_ARGS=--tiny OUT=/tmp/gc bash benchmarks/gpu_curves.sh test a="" b="--gamma 0.97"
 set -u
@@ -38,14 +40,24 @@ export XLA_PYTHON_CLIENT_MEM_FRACTION=$(python3 -c "print(round(0.9 / $#, 2))")
 names=()
 for variant in "$@"; do
   name=${variant%%=*}; flags=${variant#*=}; names+=("$name")
-  timeout $((left + 5)) python3 benchmarks/gpu_check.py --phases curve --budget "curve=$left" \
-    --out /tmp/$name --work /tmp/${name}w --keep-work --commit "$commit" \
-    --curve-args "$flags" ${CHECK_ARGS:-} > /tmp/$name.log 2>&1 &
+  mkdir -p /tmp/$name /tmp/${name}w
+  if [ "${flags%% *}" = "brax-ppo" ]; then  # brax's PPO on the same task (benchmarks/brax_ppo.py)
+    timeout $((left + 5)) python3 benchmarks/brax_ppo.py --env humanoid --time-box $((left - 30)) \
+      --run-dir /tmp/${name}w/run ${flags#brax-ppo} > /tmp/$name.log 2>&1 &
+  else
+    timeout $((left + 5)) python3 benchmarks/gpu_check.py --phases curve --budget "curve=$left" \
+      --out /tmp/$name --work /tmp/${name}w --keep-work --commit "$commit" \
+      --curve-args "$flags" ${CHECK_ARGS:-} > /tmp/$name.log 2>&1 &
+  fi
 done
 wait
 for name in "${names[@]}"; do
   tail -n 4 /tmp/$name.log
-  cp /tmp/$name/summary.md "$out/${name}_summary.md"; cp /tmp/$name/curve.csv "$out/${name}_curve.csv"
+  if [ -f /tmp/$name/summary.md ]; then
+    cp /tmp/$name/summary.md "$out/${name}_summary.md"; cp /tmp/$name/curve.csv "$out/${name}_curve.csv"
+  else
+    cp /tmp/$name.log "$out/${name}_log.txt"; cp /tmp/${name}w/run/metrics.jsonl "$out/${name}_metrics.jsonl"
+  fi
 done
 tar czf "$out/curves.tgz" --exclude=jax-cache --exclude=checkpoints -C /tmp \
   $(for n in "${names[@]}"; do echo $n ${n}w $n.log; done)

@@ -98,7 +98,7 @@ PAPER_ABLATIONS: dict[str, PaperAblation] = {
 }
 """docs/SAVGO.md section 5, as data."""
 
-ALGO_LABELS = {"savgo": "SAVGO", "sac": "SAC"}
+ALGO_LABELS = {"savgo": "SAVGO", "sac": "SAC", "brax-ppo": "brax PPO"}
 
 # Config fields that do not change what is learned: they never split seeds into settings.
 BOOKKEEPING = {"seed", "run_dir", "resume", "num_seeds", "sweep", "ablation", "env", "algo",

@@ -1,5 +1,5 @@
 """Smoke tests of benchmarks/env_throughput.py and benchmarks/train_throughput.py at the tiniest
-sizes on inverted_pendulum (no brax needed). The figures are meaningless; what is checked is that
+sizes on inverted_pendulum (no brax needed), and of brax_ppo.py's adapter under brax's wrappers. The figures are meaningless; what is checked is that
 every measurement runs and reports a positive, finite throughput, in the returned result and in
 the JSON file. The train benchmark's raw-env program is the env benchmark's (same N and length),
 so it comes from the session's persistent compilation cache (tests/conftest.py). Both run the
@@ -7,8 +7,11 @@ so it comes from the session's persistent compilation cache (tests/conftest.py).
 import json
 import math
 
+import jax
+import jax.numpy as jnp
 import pytest
 
+import envs
 from benchmarks import env_throughput, train_throughput
 
 PHYSICS = ["--physics", "fast", "--fast-physics", '{"integrator": "mjINT_EULER"}']
@@ -90,3 +93,70 @@ def test_train_throughput_updates_only():
     assert "bfloat16 scoring" in result["rows"][2]["what"]
     assert _positive_finite(result["ratios"]["savgo_over_sac_update_cost"])
     assert _positive_finite(result["ratios"]["bf16_over_f32_scoring_update_cost"])
+
+
+def test_brax_ppo_adapter_steps_our_v5_env_under_brax_wrappers():
+    """brax's training wrappers (vmap, episode length, auto-reset) around our InvertedPendulum:
+    each step is our env's step (same obs and reward), done is our termination, and a finished
+    episode restarts from the state of its first reset, as brax's auto-reset does."""
+    import numpy as np
+    from brax.envs.wrappers import training as brax_training
+
+    from benchmarks import brax_ppo
+
+    brax_ppo.patch_brax_for_new_jax()
+    env = brax_ppo.make_brax_env("inverted_pendulum", "fast")
+    ours = envs.make("inverted_pendulum", physics="fast")
+    assert (env.observation_size, env.action_size) == (ours.observation_size, ours.action_size)
+    wrapped = brax_training.wrap(env, episode_length=1000)
+    state = jax.jit(wrapped.reset)(jax.random.split(jax.random.PRNGKey(0), 2))
+    first_obs = np.asarray(state.obs)
+    # One program for both steps (each MJX step is a compile of its own otherwise).
+    both = jax.jit(lambda s, a: (wrapped.step(s, a), jax.vmap(ours.step)(s.pipeline_state, a)))
+    push = jnp.array([[1.0], [-1.0]])  # full force: both poles fall within a few dozen steps
+    ended = np.zeros(2, bool)
+    for _ in range(200):
+        state, expected = both(state, push)
+        done = np.asarray(state.done, bool)
+        np.testing.assert_array_equal(done, np.asarray(expected.terminated))
+        np.testing.assert_allclose(np.asarray(state.reward), np.asarray(expected.reward))
+        for i in range(2):
+            want = first_obs[i] if done[i] else np.asarray(expected.obs)[i]
+            np.testing.assert_allclose(np.asarray(state.obs)[i], want, rtol=1e-6)
+        ended |= done
+        if ended.all():
+            break
+    assert ended.all(), "a pole pushed at full force for 200 steps never fell"
+
+
+@pytest.mark.slow
+def test_brax_ppo_run_is_a_report_run_and_stops_on_ctrl_c(tmp_path):
+    """brax's PPO end to end at tiny sizes (~1-2 min of compile on 2 cores): Ctrl-C after the first
+    evaluation stops it cleanly, and what it wrote is a run dir that savgo_mjx.report reads."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from benchmarks import brax_ppo
+    from savgo_mjx import report
+
+    run_dir = tmp_path / "ppo"
+    metrics = run_dir / "metrics.jsonl"
+
+    def interrupt_after_first_row():
+        while not (metrics.exists() and metrics.read_text().strip()):
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_after_first_row, daemon=True).start()
+    assert brax_ppo.main(["--env", "inverted_pendulum", "--run-dir", str(run_dir), "--num-envs", "8",
+                          "--batch-size", "8", "--num-minibatches", "4", "--updates-per-batch", "2",
+                          "--unroll-length", "5", "--total-steps", "1000000", "--eval-every", "2000",
+                          "--eval-envs", "4"]) == 0
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert 1 <= len(rows) < 500  # stopped long before its million steps
+    assert all(math.isfinite(r["eval_return"]) and r["eval_return"] > 0 for r in rows)
+    (curve,) = report.load_run(str(run_dir))
+    assert curve.algo == "brax-ppo" and curve.env == "inverted_pendulum"
+    assert report.group([curve]).popitem()[0].label == "brax PPO"

@@ -37,6 +37,7 @@ import jax.numpy as jnp  # noqa: E402
 
 import envs  # noqa: E402
 from savgo_mjx.config import Config  # noqa: E402
+from savgo_mjx.train_loop import configure_jax  # noqa: E402
 
 
 def patch_brax_for_new_jax() -> None:
@@ -123,6 +124,7 @@ class TimeBox(Exception):
 
 def main(argv: Optional[list[str]] = None) -> int:
     a = parse_args(argv)
+    configure_jax()  # as train.py: float32 matmuls for MJX, the persistent compilation cache
     patch_brax_for_new_jax()
     from brax.training.agents.ppo import train as ppo
 

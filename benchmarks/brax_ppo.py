@@ -112,6 +112,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--entropy-cost", type=float, default=1e-3)
     p.add_argument("--reward-scaling", type=float, default=0.1)
     a = p.parse_args(argv)
+    for name in ("total_steps", "eval_every", "eval_envs", "num_envs", "batch_size", "num_minibatches",
+                 "updates_per_batch", "unroll_length"):
+        if getattr(a, name) <= 0:
+            p.error(f"--{name.replace('_', '-')} must be positive, got {getattr(a, name)}")
     if a.batch_size * a.num_minibatches % a.num_envs:
         p.error(f"--batch-size x --num-minibatches ({a.batch_size * a.num_minibatches}) must be a multiple "
                 f"of --num-envs ({a.num_envs}): brax's PPO splits each rollout into whole minibatches")

@@ -1,7 +1,7 @@
 """Smoke tests of benchmarks/env_throughput.py and benchmarks/train_throughput.py at the tiniest
-sizes on inverted_pendulum (no brax needed), and of brax_ppo.py's adapter under brax's wrappers. The figures are meaningless; what is checked is that
-every measurement runs and reports a positive, finite throughput, in the returned result and in
-the JSON file. The train benchmark's raw-env program is the env benchmark's (same N and length),
+sizes on inverted_pendulum (no brax needed), and of brax_ppo.py's adapter under brax's wrappers.
+The figures are meaningless; what is checked is that every measurement runs and reports a
+positive, finite throughput, in the returned result and in the JSON file. The train benchmark's raw-env program is the env benchmark's (same N and length),
 so it comes from the session's persistent compilation cache (tests/conftest.py). Both run the
 "fast" physics with Euler in place of v5's RK4 (--fast-physics): it compiles in about half the time."""
 import json
@@ -127,6 +127,20 @@ def test_brax_ppo_adapter_steps_our_v5_env_under_brax_wrappers():
         if ended.all():
             break
     assert ended.all(), "a pole pushed at full force for 200 steps never fell"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--eval-every", "0"], "--eval-every must be positive"),
+    (["--num-envs", "-4"], "--num-envs must be positive"),
+    (["--num-envs", "3"], "must be a multiple of --num-envs (3)"),
+])
+def test_brax_ppo_bad_sizes_are_one_line_errors(flags, message, capsys):
+    from benchmarks import brax_ppo
+
+    with pytest.raises(SystemExit) as exit_info:
+        brax_ppo.parse_args(["--run-dir", "unused", *flags])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.slow

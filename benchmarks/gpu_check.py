@@ -452,6 +452,9 @@ def parse_curve(a, record) -> Optional[dict]:
             continue  # a line cut by a kill
         if row.get("member", 0) == 0:
             rows.append(row)
+    # A background (Gymnasium) evaluation's row is written after later training rows: back in
+    # step order, after the training row of its own step.
+    rows.sort(key=lambda r: (r["env_steps"], r.get("eval_backend") == "gymnasium"))
     os.makedirs(os.path.join(a.out, "curve"), exist_ok=True)
     if os.path.isfile(metrics_path):
         shutil.copy(metrics_path, os.path.join(a.out, "curve", "metrics.jsonl"))

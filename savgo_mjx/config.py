@@ -8,6 +8,7 @@ override everything.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import itertools
 import os
 from typing import Literal, Optional
@@ -135,6 +136,14 @@ class Config:
     eval_every: int = 10_000
     """Env steps between deterministic evaluations (0: only at the end)."""
     eval_envs: int = 10
+    """Episodes per evaluation."""
+    eval_backend: Literal["mjx", "gymnasium"] = "mjx"
+    """Where evaluations run. "mjx": the deterministic policy in the MJX env on the device, between
+    chunks (training waits). "gymnasium": a snapshot of it in Gymnasium's own v5 env (MuJoCo C) on
+    host threads while training goes on: no device time and no evaluation program to compile, and
+    the simulator the paper's returns come from (v5 physics, whatever --physics trains on)."""
+    eval_workers: int = 4
+    """Host threads of --eval-backend gymnasium (each runs one episode at a time)."""
     log_every: int = 2_000
     """Env steps between log lines (the device program runs this many steps between host syncs)."""
     checkpoint_every: int = 20_000
@@ -241,7 +250,7 @@ def validate(cfg: Config, observation_size: int = 0, action_size: int = 0) -> No
         raise ConfigError(f"unknown env {cfg.env!r}; valid names: {', '.join(sorted(envs.REGISTRY))}")
     positive = ["num_seeds", "devices", "num_envs", "total_steps", "buffer_size", "batch_size", "updates_per_iter",
                 "geometry_batch", "actor_batch", "num_candidates", "eval_envs", "log_every", "hidden",
-                "n_step"]
+                "n_step", "eval_workers"]
     for name in positive:
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
@@ -294,6 +303,12 @@ def validate(cfg: Config, observation_size: int = 0, action_size: int = 0) -> No
                               f"--devices ({cfg.devices}): each device holds an equal share")
     if cfg.devices > 1 and cfg.geometry_batch // cfg.devices < 2:
         raise ConfigError("--geometry-batch / --devices must be at least 2 (the loss is over pairs)")
+    if cfg.eval_backend == "gymnasium":
+        if cfg.env not in envs.GYMNASIUM_IDS:
+            raise ConfigError(f"--eval-backend gymnasium: {cfg.env!r} has no Gymnasium id")
+        if importlib.util.find_spec("gymnasium") is None:
+            raise ConfigError("--eval-backend gymnasium needs gymnasium with MuJoCo "
+                              "(pip install 'gymnasium[mujoco]'); or use --eval-backend mjx")
     if cfg.ablation is not None and cfg.ablation not in ABLATIONS:
         raise ConfigError(f"unknown ablation {cfg.ablation!r}; valid: {', '.join(ABLATIONS)}")
     if cfg.sweep:

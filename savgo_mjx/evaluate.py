@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Optional
 
 import numpy as np
@@ -64,24 +65,111 @@ def make_gym_env(policy: Policy, **kwargs):
     return env
 
 
+def _episode(env, policy: Policy, seed: Optional[int]) -> tuple[float, int]:
+    """One deterministic episode in a Gymnasium env: (return, length). seed None continues the
+    env's random stream."""
+    obs, _ = env.reset(seed=seed)
+    total, steps, done = 0.0, 0, False
+    while not done:
+        obs, reward, terminated, truncated, _ = env.step(policy(obs))
+        total += float(reward)
+        steps += 1
+        done = terminated or truncated
+    return total, steps
+
+
 def run_episodes(policy: Policy, episodes: int = 10, seed: int = 0) -> dict[str, list]:
     """Deterministic episodes in the Gymnasium env: {"returns": [...], "lengths": [...]}."""
     env = make_gym_env(policy)
     returns, lengths = [], []
     try:
         for episode in range(episodes):
-            obs, _ = env.reset(seed=seed if episode == 0 else None)
-            total, steps, done = 0.0, 0, False
-            while not done:
-                obs, reward, terminated, truncated, _ = env.step(policy(obs))
-                total += float(reward)
-                steps += 1
-                done = terminated or truncated
+            total, steps = _episode(env, policy, seed if episode == 0 else None)
             returns.append(total)
             lengths.append(steps)
     finally:
         env.close()
     return {"returns": returns, "lengths": lengths}
+
+
+def run_seeded_episode(policy: Policy, seed: int) -> tuple[float, int]:
+    """One deterministic episode in a fresh Gymnasium env reset with `seed`: (return, length).
+    Its own env, so that episodes can run on parallel threads (MuJoCo's step releases the GIL)."""
+    env = make_gym_env(policy)
+    try:
+        return _episode(env, policy, seed)
+    finally:
+        env.close()
+
+
+def episode_seed(member_seed: int, env_steps: int, episode: int) -> int:
+    """The reset seed of one evaluation episode: it depends on the member's seed, the policy's
+    env step count and the episode index only (not on thread count or timing)."""
+    return int(np.random.SeedSequence([member_seed, env_steps, episode]).generate_state(1)[0])
+
+
+class BackgroundEvaluator:
+    """Evaluates snapshots of the members' policies in Gymnasium v5 on host threads while the
+    device trains on.
+
+        evaluator = BackgroundEvaluator(episodes=16, workers=4)
+        evaluator.submit(policies, tag)          # returns at once
+        for tag, returns, lengths in evaluator.finished(): ...   # [S, episodes] each
+        evaluator.finished(max_pending=0)        # blocks until every submission is done
+
+    Results come back in submission order. Each episode runs in its own env with the seed
+    `episode_seed(policy seed, policy env steps, index)`, so a result does not depend on the
+    number of workers."""
+
+    def __init__(self, episodes: int, workers: int):
+        if episodes <= 0 or workers <= 0:
+            raise EvaluateError(f"episodes and workers must be positive, got {episodes} and {workers}")
+        self.episodes = episodes
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="savgo-mjx-eval")
+        self._pending: list[tuple[Any, list[list[Future]]]] = []
+        self.errors: list[str] = []
+        """Errors of episodes that raised, for the caller to report (and clear)."""
+
+    def submit(self, policies: list[Policy], tag: Any) -> None:
+        """Queues `episodes` episodes of every policy; `tag` comes back with the results."""
+        futures = [[self._pool.submit(run_seeded_episode, p,
+                                      episode_seed(int(p.metadata["seed"]), int(p.metadata["env_steps"]), e))
+                    for e in range(self.episodes)] for p in policies]
+        self._pending.append((tag, futures))
+
+    @property
+    def pending(self) -> int:
+        """Submissions whose results have not been returned by finished() yet."""
+        return len(self._pending)
+
+    def finished(self, max_pending: Optional[int] = None) -> list[tuple[Any, np.ndarray, np.ndarray]]:
+        """(tag, returns [S, episodes], lengths [S, episodes]) of the submissions done so far, in
+        submission order, each returned once. With `max_pending`, first waits (oldest first)
+        until at most that many are left running: 0 waits for all. An episode that raised counts
+        as return NaN, length 0, and its error is appended to `errors`."""
+        done = []
+        while self._pending:
+            tag, futures = self._pending[0]
+            flat = [f for member in futures for f in member]
+            must_wait = max_pending is not None and len(self._pending) > max_pending
+            if not must_wait and not all(f.done() for f in flat):
+                break
+            results = np.asarray([[self._result(f) for f in member] for member in futures], dtype=float)
+            done.append((tag, results[..., 0], results[..., 1].astype(int)))
+            self._pending.pop(0)
+        return done
+
+    def _result(self, future: Future) -> tuple[float, int]:
+        """An episode's (return, length); (NaN, 0) if it raised, its error kept in `errors`."""
+        try:
+            return future.result()
+        except Exception as e:  # noqa: BLE001 - an evaluation must not end the training run
+            self.errors.append(f"{type(e).__name__}: {e}")
+            return float("nan"), 0
+
+    def close(self) -> None:
+        """Drops the queued episodes that have not started; running ones finish on their own."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def mjx_eval_return(run_dir: str, member: int, env_steps: Optional[int] = None) -> Optional[dict]:
@@ -97,6 +185,8 @@ def mjx_eval_return(run_dir: str, member: int, env_steps: Optional[int] = None) 
                 continue
             row = json.loads(line)
             if row.get("member", 0) != member or row.get("eval_return") is None:
+                continue
+            if row.get("eval_backend", "mjx") != "mjx":  # already a Gymnasium return
                 continue
             if env_steps is not None and row["env_steps"] > env_steps:
                 continue

@@ -26,7 +26,10 @@ class MetricsLogger:
     """One JSON object per member and log point in RUN_DIR/metrics.jsonl (appends when a run
     resumes). Every row has env_steps (per member), wall_s (since start, compile included), sps
     (env steps per second of the whole program, all members together), member, seed, the swept
-    values, the chunk's mean losses and episode return, and eval_return at evaluation points."""
+    values, the chunk's mean losses and episode return, and eval_return at evaluation points.
+    Evaluations that ran in the background (--eval-backend gymnasium) get rows of their own,
+    written when they finish: env_steps and wall_s of the evaluated policy, eval_return,
+    eval_return_std, eval_length and eval_backend, and no sps."""
 
     def __init__(self, cfg: Config, run_dir: str, initial_steps: int = 0):
         self.cfg = cfg
@@ -40,7 +43,12 @@ class MetricsLogger:
                 project=cfg.wandb_project, entity=cfg.wandb_entity, config=dataclasses.asdict(cfg),
                 dir=run_dir, name=os.path.basename(os.path.abspath(run_dir)), resume="allow",
             )
+            # env_steps is the x axis of every curve: background evaluations arrive after later
+            # training rows, and wandb's own step must only grow.
+            self._wandb.define_metric("env_steps")
+            self._wandb.define_metric("*", step_metric="env_steps")
         self._progress: Optional[Progress] = None
+        self._shown: dict[str, str] = {}  # "return"/"eval" -> its latest text on the progress line
         if cfg.progress:
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(),
@@ -64,18 +72,19 @@ class MetricsLogger:
             flat = {}
             for row in rows:  # several members: "member/key" so that each gets its own curve
                 prefix = f"{row['member']}/" if len(rows) > 1 else ""
-                flat.update({prefix + k: v for k, v in row.items() if v is not None})
-            self._wandb.log(flat, step=rows[0]["env_steps"])
+                flat.update({prefix + k: v for k, v in row.items() if v is not None and k != "eval_backend"})
+            self._wandb.log(dict(flat, env_steps=rows[0]["env_steps"]))
         if self._progress is not None:
-            returns = []
             for key, name in (("episode_return", "return"), ("eval_return", "eval")):
                 values = [row[key] for row in rows if row.get(key) is not None]
-                if values:  # the mean over members
-                    returns.append(f"{name} {sum(values) / len(values):.1f}")
-            self._progress.update(
-                self._task, completed=min(rows[0]["env_steps"], self.cfg.total_steps),
-                sps=f"{rows[0].get('sps') or 0:,.0f} sps", returns="  ".join(returns),
-            )
+                if values:  # the mean over members; shown until the next value
+                    self._shown[name] = f"{name} {sum(values) / len(values):.1f}"
+            returns = "  ".join(self._shown.values())
+            if rows[0].get("sps") is None:  # a background evaluation's row: the bar stays
+                self._progress.update(self._task, returns=returns)
+            else:
+                self._progress.update(self._task, completed=min(rows[0]["env_steps"], self.cfg.total_steps),
+                                      sps=f"{rows[0]['sps']:,.0f} sps", returns=returns)
 
     def print(self, message: str) -> None:
         if self._progress is not None:

@@ -125,28 +125,33 @@ class Policy:
         return self.to_ctrl(self.agent_action(obs))
 
 
-def save_policy(path: str, actor_params: dict, obs_mean: Optional[np.ndarray],
-                obs_var: Optional[np.ndarray], ctrl_low: np.ndarray, ctrl_high: np.ndarray,
-                metadata: dict[str, Any]) -> str:
-    """Writes one policy file from a single member's flax actor params ({"params": {"Dense_0":
-    ..., "mu": ...}}) and statistics. Written to a temporary name, then renamed: a reader never
-    sees half a file."""
+def make_policy(actor_params: dict, obs_mean: Optional[np.ndarray], obs_var: Optional[np.ndarray],
+                ctrl_low: np.ndarray, ctrl_high: np.ndarray, metadata: dict[str, Any]) -> Policy:
+    """The Policy of a single member's flax actor params ({"params": {"Dense_0": ..., "mu":
+    ...}}) and observation statistics (None without observation normalisation), in memory."""
     params = actor_params["params"]
     names = sorted((k for k in params if re.fullmatch(r"Dense_\d+", k)), key=lambda k: int(k[6:]))
-    arrays: dict[str, np.ndarray] = {}
-    for i, name in enumerate(names):
-        arrays[f"hidden{i}_kernel"] = np.asarray(params[name]["kernel"], np.float32)
-        arrays[f"hidden{i}_bias"] = np.asarray(params[name]["bias"], np.float32)
-    arrays["mu_kernel"] = np.asarray(params["mu"]["kernel"], np.float32)
-    arrays["mu_bias"] = np.asarray(params["mu"]["bias"], np.float32)
-    if obs_mean is not None:
-        arrays["obs_mean"] = np.asarray(obs_mean, np.float32)
-        arrays["obs_var"] = np.asarray(obs_var, np.float32)
-    arrays["ctrl_low"] = np.asarray(ctrl_low, np.float32)
-    arrays["ctrl_high"] = np.asarray(ctrl_high, np.float32)
+    f32 = lambda x: np.asarray(x, np.float32)  # noqa: E731
+    hidden = tuple((f32(params[k]["kernel"]), f32(params[k]["bias"])) for k in names)
     metadata = dict(metadata, format=FORMAT, obs_norm=obs_mean is not None,
-                    hidden_sizes=[int(arrays[f"hidden{i}_bias"].shape[0]) for i in range(len(names))])
-    arrays["metadata"] = np.asarray(json.dumps(metadata))
+                    hidden_sizes=[int(bias.shape[0]) for _, bias in hidden])
+    return Policy(hidden=hidden, mu=(f32(params["mu"]["kernel"]), f32(params["mu"]["bias"])),
+                  obs_mean=None if obs_mean is None else f32(obs_mean),
+                  obs_var=None if obs_var is None else f32(obs_var),
+                  ctrl_low=f32(ctrl_low), ctrl_high=f32(ctrl_high), metadata=metadata)
+
+
+def save_policy(path: str, policy: Policy) -> str:
+    """Writes `policy` to a policy file. Written to a temporary name, then renamed: a reader never
+    sees half a file."""
+    arrays: dict[str, np.ndarray] = {}
+    for i, (kernel, bias) in enumerate(policy.hidden):
+        arrays[f"hidden{i}_kernel"], arrays[f"hidden{i}_bias"] = kernel, bias
+    arrays["mu_kernel"], arrays["mu_bias"] = policy.mu
+    if policy.obs_mean is not None:
+        arrays["obs_mean"], arrays["obs_var"] = policy.obs_mean, policy.obs_var
+    arrays["ctrl_low"], arrays["ctrl_high"] = policy.ctrl_low, policy.ctrl_high
+    arrays["metadata"] = np.asarray(json.dumps(policy.metadata))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "wb") as f:
@@ -182,10 +187,10 @@ def load_policies(run_dir: str) -> dict[int, Policy]:
 
 
 # --- export from training (needs JAX and the training code) -----------------------------------
-def export_policies(run_dir: str, cfg, env, ts) -> list[str]:
-    """Writes RUN_DIR/policies/member-<i>.npz for every member of an [S]-leading TrainState `ts`
-    of the run configured by `cfg` (its members give seeds and swept values) on `env` (an
-    envs.MujocoEnv). Returns the paths."""
+def member_policies(cfg, env, ts) -> list[Policy]:
+    """The deterministic policy of every member of an [S]-leading TrainState `ts` of the run
+    configured by `cfg` (its members give seeds and swept values) on `env` (an envs.MujocoEnv),
+    copied to host memory."""
     import jax
 
     import envs
@@ -199,7 +204,8 @@ def export_policies(run_dir: str, cfg, env, ts) -> list[str]:
         raise ValueError(f"the state has {len(env_steps)} members, the config {len(member_cfgs)}")
     ctrl = np.asarray(env.mj_model.actuator_ctrlrange, np.float32)
     swept = list(parse_sweep(cfg.sweep))
-    paths = []
+    run = os.path.basename(os.path.abspath(cfg.run_dir)) if cfg.run_dir else None
+    policies = []
     for i, member in enumerate(member_cfgs):
         metadata = {
             "env": cfg.env, "gym_id": envs.GYMNASIUM_IDS.get(cfg.env), "physics": cfg.physics,
@@ -207,15 +213,22 @@ def export_policies(run_dir: str, cfg, env, ts) -> list[str]:
             "observation_size": int(env.observation_size), "action_size": int(env.action_size),
             "member": i, "seed": member.seed, "swept": {k: getattr(member, k) for k in swept},
             "env_steps": int(env_steps[i]), "obs_count": float(stats.count[i]),
-            "run": os.path.basename(os.path.abspath(run_dir)), "savgo_mjx_version": __version__,
+            "run": run, "savgo_mjx_version": __version__,
             "obs_norm_eps": 0.0, "obs_std_floor": normalize.STD_FLOOR, "obs_clip": normalize.CLIP,
         }
-        paths.append(save_policy(
-            policy_path(run_dir, i), jax.tree.map(lambda x: x[i], actor),
+        policies.append(make_policy(
+            jax.tree.map(lambda x: x[i], actor),
             stats.mean[i] if cfg.obs_norm else None, stats.var[i] if cfg.obs_norm else None,
             ctrl[:, 0], ctrl[:, 1], metadata,
         ))
-    return paths
+    return policies
+
+
+def export_policies(run_dir: str, cfg, env, ts) -> list[str]:
+    """Writes RUN_DIR/policies/member-<i>.npz for every member of `ts` (see member_policies).
+    Returns the paths."""
+    policies = member_policies(dataclasses.replace(cfg, run_dir=run_dir), env, ts)
+    return [save_policy(policy_path(run_dir, i), p) for i, p in enumerate(policies)]
 
 
 def read_config(run_dir: str):

@@ -160,14 +160,17 @@ def _member_settings(config: dict) -> list[tuple[int, dict[str, float]]]:
 def _curve_arrays(rows: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(steps, wall, returns) of one member's rows in file order. A resumed run restarts wall_s
     (so the earlier segment's last wall_s is added on) and may log some env steps again (the
-    later row wins)."""
+    later row wins). A background evaluation's row (eval_backend "gymnasium") comes after later
+    training rows of its segment with an earlier wall_s: only the other rows mark where a segment
+    starts."""
     by_step: dict[int, tuple[float, float]] = {}
     offset, last_wall = 0.0, 0.0
     for row in rows:
         wall = float(row.get("wall_s") or 0.0)
-        if wall < last_wall:
-            offset += last_wall
-        last_wall = wall
+        if row.get("eval_backend", "mjx") == "mjx":
+            if wall < last_wall:
+                offset += last_wall
+            last_wall = wall
         if row.get("eval_return") is not None:
             by_step[int(row["env_steps"])] = (wall + offset, float(row["eval_return"]))
     steps = np.array(sorted(by_step), dtype=np.int64)

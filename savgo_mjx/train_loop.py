@@ -21,12 +21,16 @@ from jax.sharding import Mesh
 
 from savgo_mjx.checkpoint import Checkpointer
 from savgo_mjx.config import SWEEPABLE, Config, ConfigError, members, parse_sweep, validate
+from savgo_mjx.evaluate import BackgroundEvaluator
 from savgo_mjx.metrics import MetricsLogger
-from savgo_mjx.policy import export_policies
+from savgo_mjx.policy import export_policies, member_policies
 from savgo_mjx.preflight import check_memory
 from savgo_mjx.trainer import DATA, Trainer, make_env, params_finite
 
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "savgo-mjx", "jax")
+MAX_PENDING_EVALUATIONS = 2
+"""Background evaluations that may run at once; training waits before submitting another, so
+that a slow host never lets them pile up unseen."""
 WATCHED = ("critic_loss", "geometry_loss", "actor_loss", "alpha_loss", "q_mean", "alpha")
 
 
@@ -58,7 +62,7 @@ def make_mesh(devices: int) -> Mesh | None:
 
 HOST_ONLY = ("seed", "run_dir", "resume", "total_steps", "eval_every", "log_every",
              "checkpoint_every", "save_buffer", "track", "wandb_project", "wandb_entity",
-             "progress", "ablation", "distributed", "num_seeds", "sweep")
+             "progress", "ablation", "distributed", "num_seeds", "sweep", "eval_backend", "eval_workers")
 """Config fields the compiled programs never read: the host loop's settings, and what reaches
 the programs as data (seeds; with SWEEPABLE, the traced hyperparameters in TrainState)."""
 
@@ -83,17 +87,22 @@ def _program(program_cfg: Config, num_members: int) -> types.SimpleNamespace:
         env_state_bytes=_tree_bytes(jax.eval_shape(env.reset, jax.random.PRNGKey(0))))
 
 
-def _compile(program: types.SimpleNamespace, ts, eval_keys: jax.Array) -> None:
-    """Compiles the training chunk, and the evaluation on a background thread.
+def _compile(program: types.SimpleNamespace, ts, eval_keys: jax.Array, with_evaluation: bool) -> None:
+    """Compiles the training chunk, and (with_evaluation) the MJX evaluation on a background thread.
 
     Each of the two programs holds its own copy of the MJX step, and XLA compiles it for about
     as long as the chunk (~100 s each for Humanoid on an H200). XLA's compile releases the GIL, so
     the evaluation's tracing and compile overlap the chunk's compile and then the first training
     chunks; the first evaluation waits for it if it is not done yet."""
-    trainer = program.trainer
-    chunk = jax.jit(trainer.run_chunk, donate_argnums=0).lower(ts, jnp.int32(1))
-    program.evaluate = _Background(lambda: jax.jit(trainer.evaluate_members).lower(ts, eval_keys).compile())
+    chunk = jax.jit(program.trainer.run_chunk, donate_argnums=0).lower(ts, jnp.int32(1))
+    if with_evaluation:
+        _compile_evaluation(program, ts, eval_keys)
     program.chunk = chunk.compile()
+
+
+def _compile_evaluation(program: types.SimpleNamespace, ts, eval_keys: jax.Array) -> None:
+    trainer = program.trainer
+    program.evaluate = _Background(lambda: jax.jit(trainer.evaluate_members).lower(ts, eval_keys).compile())
 
 
 BACKGROUND_THREAD = "savgo-mjx-compile"
@@ -178,9 +187,12 @@ def train(cfg: Config) -> dict:
         ts = checkpointer.restore(ts)
     start_steps = int(ts.env_steps[0])
 
+    on_device = cfg.eval_backend == "mjx"
     t0 = time.perf_counter()
     if program.chunk is None:  # first run of this program in this process
-        _compile(program, ts, _eval_keys(member_cfgs, start_steps))
+        _compile(program, ts, _eval_keys(member_cfgs, start_steps), with_evaluation=on_device)
+    elif on_device and program.evaluate is None:
+        _compile_evaluation(program, ts, _eval_keys(member_cfgs, start_steps))
     chunk = program.chunk
     compile_s = time.perf_counter() - t0
 
@@ -194,6 +206,23 @@ def train(cfg: Config) -> dict:
     last_saved = checkpointer.latest_step()
     eval_returns = None
     steps = start_steps
+    evaluator = None if on_device else BackgroundEvaluator(cfg.eval_envs, cfg.eval_workers)
+    fell_behind = False
+
+    def log_background_evaluations(max_pending: int | None = None) -> None:
+        """Logs a row per member for each finished Gymnasium evaluation, at the env step and
+        wall time of the policy snapshot it evaluated (so after later training rows); with
+        `max_pending`, first waits until no more than that many are running."""
+        nonlocal eval_returns
+        for at, returns, lengths in evaluator.finished(max_pending):
+            logger.log([dict(at, **label, eval_return=float(r.mean()), eval_return_std=float(r.std()),
+                             eval_length=float(n.mean()), eval_backend="gymnasium")
+                        for label, r, n in zip(labels, returns, lengths)])
+            eval_returns = [float(r.mean()) for r in returns]
+        for error in evaluator.errors:
+            logger.print(f"warning: a Gymnasium evaluation episode failed ({error}); its return is logged as null")
+        evaluator.errors.clear()
+
     with _sigint_between_chunks() as stop_requested:
         try:
             wall0 = time.perf_counter()
@@ -214,12 +243,24 @@ def train(cfg: Config) -> dict:
                 # On Ctrl-C the evaluation is skipped: it would delay the stop (its first call may
                 # still be compiling) and the checkpoint matters more.
                 if finished or (_crossed(cfg.eval_every, steps, n * cfg.num_envs) and not stop_requested()):
-                    evaluate = program.evaluate.result()  # waits while it is still compiling
-                    returns = np.asarray(evaluate(ts, _eval_keys(member_cfgs, steps)))  # [S, eval_envs]
-                    eval_returns = [float(r) for r in returns.mean(axis=1)]
-                    for row, r in zip(rows, returns):
-                        row.update(eval_return=float(r.mean()), eval_return_std=float(r.std()))
+                    if evaluator is not None:  # a host snapshot of the policies; logged when done
+                        if evaluator.pending >= MAX_PENDING_EVALUATIONS:
+                            if not fell_behind:
+                                logger.print("Gymnasium evaluations fall behind training: it waits for "
+                                             "them (more --eval-workers or a larger --eval-every avoid that)")
+                            fell_behind = True
+                            log_background_evaluations(max_pending=MAX_PENDING_EVALUATIONS - 1)
+                        evaluator.submit(member_policies(dataclasses.replace(cfg, run_dir=run_dir), env, ts),
+                                         {"env_steps": steps, "wall_s": shared["wall_s"]})
+                    else:
+                        evaluate = program.evaluate.result()  # waits while it is still compiling
+                        returns = np.asarray(evaluate(ts, _eval_keys(member_cfgs, steps)))  # [S, eval_envs]
+                        eval_returns = [float(r) for r in returns.mean(axis=1)]
+                        for row, r in zip(rows, returns):
+                            row.update(eval_return=float(r.mean()), eval_return_std=float(r.std()))
                 logger.log(rows)
+                if evaluator is not None:
+                    log_background_evaluations(max_pending=0 if finished else None)
                 if finished or _crossed(cfg.checkpoint_every, steps, n * cfg.num_envs):
                     last_saved = checkpointer.save(ts)
                     export_policies(run_dir, cfg, env, ts)
@@ -242,8 +283,13 @@ def train(cfg: Config) -> dict:
                 export_policies(run_dir, cfg, env, ts)
                 logger.print(f"interrupted: saved a checkpoint at {last_saved} env steps in {run_dir}; "
                              f"continue with --resume --run-dir {run_dir}")
+            if evaluator is not None and evaluator.pending:  # seconds; a second Ctrl-C skips them
+                logger.print(f"waiting for {evaluator.pending} evaluation(s) in Gymnasium")
+                log_background_evaluations(max_pending=0)
             raise
         finally:
+            if evaluator is not None:
+                evaluator.close()
             logger.close()
             checkpointer.close()
     return {"run_dir": run_dir, "env_steps": steps, "members": len(member_cfgs),

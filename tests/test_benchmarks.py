@@ -1,4 +1,4 @@
-"""Smoke tests of benchmarks/env_throughput.py and benchmarks/train_throughput.py at the tiniest
+"""Smoke tests of benchmarks/env_throughput.py, train_throughput.py and eval_cost.py at the tiniest
 sizes on inverted_pendulum (no brax needed), and of brax_ppo.py's adapter under brax's wrappers.
 The figures are meaningless; what is checked is that every measurement runs and reports a
 positive, finite throughput, in the returned result and in the JSON file. The train benchmark's raw-env program is the env benchmark's (same N and length),
@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import pytest
 
 import envs
-from benchmarks import env_throughput, train_throughput
+from benchmarks import env_throughput, eval_cost, train_throughput
 
 PHYSICS = ["--physics", "fast", "--fast-physics", '{"integrator": "mjINT_EULER"}']
 
@@ -174,3 +174,13 @@ def test_brax_ppo_run_is_a_report_run_and_stops_on_ctrl_c(tmp_path):
     (curve,) = report.load_run(str(run_dir))
     assert curve.algo == "brax-ppo" and curve.env == "inverted_pendulum"
     assert report.group([curve]).popitem()[0].label == "brax PPO"
+
+
+def test_eval_cost_smoke(tmp_path):
+    out = tmp_path / "eval.json"
+    rows = eval_cost.main(["--env", "inverted_pendulum", "--physics", "fast", "--episodes", "2",
+                           "--steps", "3", "--workers", "1", "2", "--repeats", "1", "--out", str(out)])
+    assert [(r["backend"], r["workers"]) for r in rows] == [("mjx", None), ("gymnasium", 1), ("gymnasium", 2)]
+    assert all(_positive_finite(r["s_per_eval"]) for r in rows), rows
+    assert rows[0]["over_mjx"] == 1.0 and _positive_finite(rows[1]["over_mjx"])
+    assert json.loads(out.read_text()) == rows

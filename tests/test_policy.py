@@ -217,3 +217,50 @@ def test_video_writes_an_mp4_of_one_deterministic_episode(tiny_run, tmp_path, ca
     assert frames == result["frames"] and os.path.getsize(out) > 0
     # Default path inside the run dir.
     assert video.render_run(tiny_run, 0, steps=1)["path"] == os.path.join(tiny_run, "videos", "member-0.mp4")
+
+
+def test_background_evaluator_returns_in_order_whatever_the_thread_count(tiny_run):
+    """Each episode has its own env and seed: 1 or 3 threads give the same returns as running the
+    seeded episodes one by one, and results come back in submission order, each once."""
+    policy = load_policy(policy_path(tiny_run, 0))
+    expected = [evaluate.run_seeded_episode(policy, evaluate.episode_seed(policy.metadata["seed"],
+                                                                          policy.metadata["env_steps"], e))
+                for e in range(3)]
+    for workers in (1, 3):
+        evaluator = evaluate.BackgroundEvaluator(episodes=3, workers=workers)
+        try:
+            evaluator.submit([policy], "first")
+            evaluator.submit([policy, policy], "second")
+            assert evaluator.pending == 2
+            done = evaluator.finished(max_pending=0)
+            assert evaluator.pending == 0 and evaluator.finished() == []
+        finally:
+            evaluator.close()
+        assert [tag for tag, _, _ in done] == ["first", "second"]
+        evaluator = evaluate.BackgroundEvaluator(episodes=1, workers=workers)
+        try:
+            for tag in range(3):
+                evaluator.submit([policy], tag)
+            assert [tag for tag, _, _ in evaluator.finished(max_pending=1)][:2] == [0, 1]
+            assert evaluator.pending <= 1
+        finally:
+            evaluator.close()
+        (_, returns1, lengths1), (_, returns2, _) = done
+        assert returns1.shape == (1, 3) and returns2.shape == (2, 3)
+        np.testing.assert_array_equal(returns1[0], [r for r, _ in expected])
+        np.testing.assert_array_equal(lengths1[0], [n for _, n in expected])
+        np.testing.assert_array_equal(returns2, np.stack([returns1[0]] * 2))
+
+
+def test_a_failing_evaluation_episode_is_nan_and_reported_not_raised(tiny_run):
+    """An episode that raises must not end a training run: NaN return, the error kept."""
+    policy = load_policy(policy_path(tiny_run, 0))
+    broken = dataclasses.replace(policy, metadata=dict(policy.metadata, gym_id="NoSuchTask-v5"))
+    evaluator = evaluate.BackgroundEvaluator(episodes=2, workers=2)
+    try:
+        evaluator.submit([policy, broken], "mixed")
+        [(tag, returns, lengths)] = evaluator.finished(max_pending=0)
+    finally:
+        evaluator.close()
+    assert np.isfinite(returns[0]).all() and np.isnan(returns[1]).all() and (lengths[1] == 0).all()
+    assert len(evaluator.errors) == 2 and "NoSuchTask" in evaluator.errors[0]

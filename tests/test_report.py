@@ -274,3 +274,20 @@ def test_restart_skips_finished_settings_and_refuses_other_settings(tmp_path, ca
         ablate.run_state(dataclasses.replace(cfg, hidden=32))
     assert ablate.main(args + ["--total-steps", "40000"]) == 2
     assert "total_steps = 20000 there, 40000 now" in capsys.readouterr().err
+
+
+def test_background_evaluation_rows_after_later_training_rows_are_not_a_resume(tmp_path):
+    """--eval-backend gymnasium writes an evaluation's row when it finishes, after training rows
+    with a later wall_s; its own (earlier) wall_s must not start a new segment."""
+    run = make_run(tmp_path / "r", BASE, {0: []}, train_rows=False)
+    rows = [{"env_steps": 1000, "wall_s": 5.0, "sps": 100.0},
+            {"env_steps": 2000, "wall_s": 9.0, "sps": 100.0},
+            {"env_steps": 1000, "wall_s": 5.0, "eval_return": 1.0, "eval_backend": "gymnasium"},
+            {"env_steps": 3000, "wall_s": 13.0, "sps": 100.0},
+            {"env_steps": 3000, "wall_s": 13.0, "eval_return": 3.0, "eval_backend": "gymnasium"}]
+    with open(os.path.join(run, "metrics.jsonl"), "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    (curve,) = report.load_run(run)
+    np.testing.assert_array_equal(curve.steps, [1000, 3000])
+    np.testing.assert_array_equal(curve.wall, [5.0, 13.0])
+    np.testing.assert_array_equal(curve.returns, [1.0, 3.0])

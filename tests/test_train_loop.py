@@ -234,3 +234,30 @@ def test_adam_betas_are_traced_per_member_and_change_the_updates():
             params = optax.apply_updates(params, updates)
         out.append(params)
     assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(out[0]), jax.tree.leaves(out[1])))
+
+
+def test_gymnasium_evaluations_run_beside_training_and_score_the_snapshot(straight, tmp_path):
+    """--eval-backend gymnasium: the same training rows as an on-device run, and at each
+    evaluation point a row of its own whose return is that of the policy at that step in
+    Gymnasium v5 (checked at the end, where the exported policy is that snapshot)."""
+    from savgo_mjx.evaluate import episode_seed, run_seeded_episode
+    from savgo_mjx.policy import load_policy, policy_path
+
+    run_dir, _ = straight
+    cfg = dataclasses.replace(TINY, run_dir=str(tmp_path), eval_backend="gymnasium", eval_workers=2)
+    summary = train(cfg)
+    rows = read_metrics(str(tmp_path))
+    evals = [r for r in rows if r.get("eval_backend") == "gymnasium"]
+    training = [r for r in rows if "sps" in r]
+    assert [r["env_steps"] for r in evals] == [256, 512]
+    assert all("eval_return" not in r for r in training)
+    wall = {r["env_steps"]: r["wall_s"] for r in training}
+    assert all(r["wall_s"] == wall[r["env_steps"]] for r in evals)  # when the snapshot was taken
+    on_device = [{k: v for k, v in r.items() if not k.startswith("eval_")} for r in _rows(run_dir)]
+    assert [r for r in _rows(str(tmp_path)) if "eval_backend" not in r] == on_device  # training is untouched
+    policy = load_policy(policy_path(str(tmp_path), 0))
+    assert policy.metadata["env_steps"] == 512
+    episodes = [run_seeded_episode(policy, episode_seed(TINY.seed, 512, e)) for e in range(TINY.eval_envs)]
+    assert evals[-1]["eval_return"] == pytest.approx(np.mean([ret for ret, _ in episodes]))
+    assert evals[-1]["eval_length"] == pytest.approx(np.mean([n for _, n in episodes]))
+    assert summary["eval_return"] == evals[-1]["eval_return"]

@@ -1,9 +1,10 @@
 """Smoke tests of benchmarks/env_throughput.py, train_throughput.py and eval_cost.py at the tiniest
 sizes on inverted_pendulum (no brax needed), and of brax_ppo.py's adapter under brax's wrappers.
 The figures are meaningless; what is checked is that every measurement runs and reports a
-positive, finite throughput, in the returned result and in the JSON file. The train benchmark's raw-env program is the env benchmark's (same N and length),
-so it comes from the session's persistent compilation cache (tests/conftest.py). Both run the
-"fast" physics with Euler in place of v5's RK4 (--fast-physics): it compiles in about half the time."""
+positive, finite throughput, in the returned result and in the JSON file. The train benchmark's
+raw-env program is the env benchmark's (same N and length), so it comes from the session's
+persistent compilation cache (tests/conftest.py). Both run the "fast" physics with Euler in place
+of v5's RK4 (--fast-physics): it compiles in about half the time."""
 import json
 import math
 

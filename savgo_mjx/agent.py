@@ -39,6 +39,7 @@ class Hyper:
     tau_end: jax.Array
     tau_anneal_steps: jax.Array
     target_rate: jax.Array
+    embed_target_rate: jax.Array
     target_entropy: jax.Array
 
     @staticmethod
@@ -52,6 +53,7 @@ class Hyper:
             candidate_noise=f(cfg.candidate_noise), target_noise=f(cfg.target_noise),
             tau_start=f(cfg.tau_start), tau_end=f(cfg.tau_end),
             tau_anneal_steps=f(cfg.tau_anneal_steps), target_rate=f(cfg.target_rate),
+            embed_target_rate=f(cfg.target_rate if cfg.embed_target_rate is None else cfg.embed_target_rate),
             target_entropy=f(target_entropy),
         )
 
@@ -254,7 +256,7 @@ class Agent:
         critic_target = losses.polyak(st.critic_target, critic, hp.target_rate)
         embed_target = st.embed_target
         if cfg.algo == "savgo" and cfg.trunk != "random_frozen":
-            embed_target = losses.polyak(st.embed_target, embed, hp.target_rate)
+            embed_target = losses.polyak(st.embed_target, embed, hp.embed_target_rate)
 
         new = AgentState(
             actor=actor, critic=critic, critic_target=critic_target, embed=embed,

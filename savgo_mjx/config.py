@@ -93,7 +93,10 @@ class Config:
     target_entropy: Optional[float] = None
     """Entropy target; None means -|A|."""
     target_rate: float = 0.005
-    """Polyak rate of the critic and embedding targets."""
+    """Polyak rate of the critic targets, and of the embedding target unless --embed-target-rate."""
+    embed_target_rate: Optional[float] = None
+    """Polyak rate of the target embedding trunk (candidate scoring, temporal mixing); None: the
+    --target-rate."""
     grad_clip: float = 5.0
     hidden: int = 256
     """Width of every hidden layer (actor 2, critics 2 each, embedding 3 plus its output)."""
@@ -172,8 +175,8 @@ ABLATIONS: dict[str, dict] = {
 
 SWEEPABLE = ("gamma", "lam", "eta", "beta_decay", "huber_delta", "kernel_eps", "candidate_noise",
              "target_noise", "tau_start", "tau_end", "tau_anneal_steps", "target_rate",
-             "target_entropy", "actor_lr", "critic_lr", "embedding_lr", "alpha_lr", "alpha_init",
-             "adam_b1", "adam_b2")
+             "embed_target_rate", "target_entropy", "actor_lr", "critic_lr", "embedding_lr",
+             "alpha_lr", "alpha_init", "adam_b1", "adam_b2")
 """Hyperparameters that are traced inputs of the compiled program (agent.Hyper, the optimiser
 states, the initial temperature): a sweep over them shares one compile. Everything else (sizes,
 switches, clipping, weight decay) changes the program."""
@@ -275,6 +278,8 @@ def validate(cfg: Config, observation_size: int = 0, action_size: int = 0) -> No
             raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(cfg, name)}")
     if not 0.0 < cfg.target_rate <= 1.0:
         raise ConfigError(f"--target-rate must be in (0, 1], got {cfg.target_rate}")
+    if cfg.embed_target_rate is not None and not 0.0 < cfg.embed_target_rate <= 1.0:
+        raise ConfigError(f"--embed-target-rate must be in (0, 1], got {cfg.embed_target_rate}")
     if cfg.lam <= 0 or cfg.tau_start <= 0 or cfg.tau_end <= 0 or cfg.alpha_init <= 0:
         raise ConfigError("--lam, --tau-start, --tau-end and --alpha-init must be positive")
     if not 0.0 <= cfg.kernel_eps <= 1.0:

@@ -79,7 +79,7 @@ def _program(program_cfg: Config, num_members: int) -> types.SimpleNamespace:
     """The env, trainer and programs of one program config, kept for the process: a second
     train() with other seeds, traced values or run settings neither re-traces nor re-compiles
     (the persistent cache only saves XLA's compile; tracing an MJX program takes seconds to a
-    minute). `chunk` and `evaluate` are compiled by the first run, which knows the state's shapes."""
+    minute). `chunk` and `evaluate` are `_Background` compiles started by the first run."""
     env = make_env(program_cfg)
     trainer = Trainer(program_cfg, env, make_mesh(program_cfg.devices))
     return types.SimpleNamespace(
@@ -87,20 +87,35 @@ def _program(program_cfg: Config, num_members: int) -> types.SimpleNamespace:
         env_state_bytes=_tree_bytes(jax.eval_shape(env.reset, jax.random.PRNGKey(0))))
 
 
-def _compile(program: types.SimpleNamespace, ts, eval_keys: jax.Array, with_evaluation: bool) -> None:
-    """Compiles the training chunk, and (with_evaluation) the MJX evaluation on a background thread.
+def _start_up(program: types.SimpleNamespace, member_cfgs: list[Config], with_evaluation: bool):
+    """The members' initial state; starts the compiles `program` still lacks.
 
-    Each of the two programs holds its own copy of the MJX step, and XLA compiles it for about
-    as long as the chunk (~100 s each for Humanoid on an H200). XLA's compile releases the GIL, so
-    the evaluation's tracing and compile overlap the chunk's compile and then the first training
-    chunks; the first evaluation waits for it if it is not done yet."""
-    chunk = jax.jit(program.trainer.run_chunk, donate_argnums=0).lower(ts, jnp.int32(1))
-    if with_evaluation:
-        _compile_evaluation(program, ts, eval_keys)
-    program.chunk = chunk.compile()
+    The first run of a program traces the training chunk from the init program's output shapes
+    and compiles it on a background thread while the init program (env reset, network init)
+    compiles and runs on this one: XLA's compile releases the GIL, so the two overlap. With
+    `with_evaluation`, the MJX evaluation (its own copy of the MJX step, ~100 s of compile for
+    Humanoid on an H200) compiles on a third thread and overlaps the first training chunks too;
+    the first evaluation waits for it if it is not done yet."""
+    trainer = program.trainer
+    inputs = trainer.member_inputs(member_cfgs)
+    shapes = None
+    if program.chunk is None:
+        init = trainer.init_program.trace(*inputs)
+        shapes = trainer.place(init.out_info)
+        chunk = jax.jit(trainer.run_chunk, donate_argnums=0).lower(shapes, jnp.int32(1))
+        program.chunk = _Background(chunk.compile)
+        init = init.lower()
+        if with_evaluation:
+            _compile_evaluation(program, shapes, _eval_keys(member_cfgs, 0))
+        return trainer.place(init.compile()(*inputs))
+    ts = trainer.init_members(member_cfgs)
+    if with_evaluation and program.evaluate is None:
+        _compile_evaluation(program, ts, _eval_keys(member_cfgs, 0))
+    return ts
 
 
 def _compile_evaluation(program: types.SimpleNamespace, ts, eval_keys: jax.Array) -> None:
+    """`ts`, `eval_keys`: arrays or their ShapeDtypeStructs (only their shapes matter)."""
     trainer = program.trainer
     program.evaluate = _Background(lambda: jax.jit(trainer.evaluate_members).lower(ts, eval_keys).compile())
 
@@ -182,25 +197,20 @@ def train(cfg: Config) -> dict:
         json.dump(dataclasses.asdict(dataclasses.replace(cfg, run_dir=run_dir)), f, indent=2)
 
     checkpointer = Checkpointer(run_dir, save_buffer=cfg.save_buffer)
-    ts = trainer.init_members(member_cfgs)
+    on_device = cfg.eval_backend == "mjx"
+    t0 = time.perf_counter()
+    ts = _start_up(program, member_cfgs, with_evaluation=on_device)
     if cfg.resume:
         ts = checkpointer.restore(ts)
     start_steps = int(ts.env_steps[0])
-
-    on_device = cfg.eval_backend == "mjx"
-    t0 = time.perf_counter()
-    if program.chunk is None:  # first run of this program in this process
-        _compile(program, ts, _eval_keys(member_cfgs, start_steps), with_evaluation=on_device)
-    elif on_device and program.evaluate is None:
-        _compile_evaluation(program, ts, _eval_keys(member_cfgs, start_steps))
-    chunk = program.chunk
-    compile_s = time.perf_counter() - t0
+    chunk = program.chunk.result()  # waits while it is still compiling
+    compile_s = time.perf_counter() - t0  # start-up: init program and chunk compile, overlapped
 
     total_iterations = math.ceil(cfg.total_steps / cfg.num_envs)
     chunk_iterations = max(1, cfg.log_every // cfg.num_envs)
     logger = MetricsLogger(cfg, run_dir, initial_steps=start_steps)
     logger.print(f"run dir {run_dir}; {len(member_cfgs)} member(s) x {cfg.num_envs} envs; "
-                 f"compiled in {compile_s:.1f} s")
+                 f"compiled in {compile_s:.1f} s (init included)")
     labels = [{"member": i, "seed": m.seed, **{k: getattr(m, k) for k in swept}}
               for i, m in enumerate(member_cfgs)]
     last_saved = checkpointer.latest_step()

@@ -106,16 +106,30 @@ class Trainer:
         """The stacked states of S members (seeds and swept settings of this config): every leaf
         gets a leading [S] axis. Each member's hyperparameters, learning rates and initial
         temperature are traced inputs: one compiled init serves any values."""
+        return self.place(self.init_program(*self.member_inputs(members)))
+
+    def member_inputs(self, members: list[Config]) -> tuple[jax.Array, Hyper, Rates]:
+        """The init program's inputs for S members: seeds [S] and the stacked Hyper and Rates."""
         seeds = jnp.asarray([m.seed for m in members], jnp.uint32)
         stack = lambda *leaves: jnp.stack(leaves)  # noqa: E731
         hyper = jax.tree.map(stack, *[Hyper.from_config(m, self.env.action_size) for m in members])
         rates = jax.tree.map(stack, *[Rates.from_config(m) for m in members])
-        ts = self._init_program(seeds, hyper, rates)
-        return ts if self.mesh is None else jax.device_put(ts, self.shardings(ts))
+        return seeds, hyper, rates
 
     @functools.cached_property
-    def _init_program(self):
+    def init_program(self):
+        """jit of `init` vmapped over members: (seeds [S], Hyper, Rates) -> [S]-leading TrainState."""
         return jax.jit(jax.vmap(self.init))
+
+    def place(self, ts):
+        """An [S]-leading state (or its ShapeDtypeStructs) on the mesh's shardings; as is
+        without a mesh."""
+        if self.mesh is None:
+            return ts
+        if all(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(ts)):
+            return jax.tree.map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh),
+                                ts, self.shardings(ts))
+        return jax.device_put(ts, self.shardings(ts))
 
     def shardings(self, ts: TrainState):
         """Where each leaf of an [S]-leading state lives on the mesh: the shard axis (axis 1 of

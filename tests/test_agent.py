@@ -87,6 +87,32 @@ def test_actor_loss_updates_only_the_actor(trunk):
         assert not _same(hot.embed, cold.embed)
 
 
+def test_critic_and_embedding_targets_follow_their_own_polyak_rates():
+    """target' = target + rate (online' - target); the embedding's rate defaults to --target-rate."""
+    agent = Agent(SMALL, OBS, ACT)
+    state = agent.init(jax.random.PRNGKey(0))
+
+    def rates(cfg):
+        new, _ = jax.jit(agent.update)(state, Hyper.from_config(cfg, ACT), _batch(), jnp.int32(10_000),
+                                       jax.random.PRNGKey(1))
+        out = []
+        for target, online in (("critic_target", "critic"), ("embed_target", "embed")):
+            ratios = []
+            for t0, t1, o1 in zip(*(map(np.asarray, jax.tree.leaves(tree)) for tree in
+                                    (getattr(state, target), getattr(new, target), getattr(new, online)))):
+                step = o1 - t0
+                ratios.append(((t1 - t0) / step)[np.abs(step) > 1e-4])  # parameters that moved
+            out.append(np.concatenate(ratios))
+        return out
+
+    critic, embed = rates(dataclasses.replace(SMALL, target_rate=0.1))
+    np.testing.assert_allclose(critic, 0.1, rtol=1e-3)
+    np.testing.assert_allclose(embed, 0.1, rtol=1e-3)
+    critic, embed = rates(dataclasses.replace(SMALL, target_rate=0.1, embed_target_rate=0.5))
+    np.testing.assert_allclose(critic, 0.1, rtol=1e-3)
+    np.testing.assert_allclose(embed, 0.5, rtol=1e-3)
+
+
 def test_random_frozen_trunk_never_changes():
     cfg = dataclasses.replace(SMALL, trunk="random_frozen")
     agent = Agent(cfg, OBS, ACT)

@@ -102,7 +102,7 @@ def _start_up(program: types.SimpleNamespace, member_cfgs: list[Config], with_ev
     if program.chunk is None:
         init = trainer.init_program.trace(*inputs)
         shapes = trainer.place(init.out_info)
-        chunk = jax.jit(trainer.run_chunk, donate_argnums=0).lower(shapes, jnp.int32(1))
+        chunk = trainer.chunk_program(shapes).lower(shapes, jnp.int32(1))
         program.chunk = _Background(chunk.compile)
         init = init.lower()
         if with_evaluation:

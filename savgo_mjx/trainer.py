@@ -243,6 +243,16 @@ class Trainer:
         return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), self._update_metric_shapes)
 
     # --- a chunk of iterations between two host syncs ---------------------------------------------
+    def chunk_program(self, ts):
+        """`run_chunk` jitted with the state donated. On a mesh the returned state keeps the
+        input's shardings (`ts`: the state or its ShapeDtypeStructs): left to itself XLA returns
+        zero-size leaves (MJX has some) replicated, and the compiled chunk refuses those on its
+        next call."""
+        if self.mesh is None:
+            return jax.jit(self.run_chunk, donate_argnums=0)
+        return jax.jit(self.run_chunk, donate_argnums=0,
+                       out_shardings=(self.shardings(ts), NamedSharding(self.mesh, P())))
+
     def run_chunk(self, ts: TrainState, num_iterations: jax.Array) -> tuple[TrainState, dict]:
         """Runs `num_iterations` iterations of every member (a traced count: one compile serves
         every chunk). `ts` has a leading member axis [S]; so does every returned metric.

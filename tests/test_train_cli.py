@@ -34,6 +34,7 @@ def test_rk4_stage_unroll_outside_1_to_3_is_refused():
     (["--sweep", "lam"], "--sweep entries look like NAME=V1,V2"),
     (["--sweep", "lam=1,x"], "--sweep lam: values must be numbers"),
     (["--sweep", "gamma=0.99,1.5"], "--gamma must be in [0, 1], got 1.5"),
+    (["--sweep", "embed_target_rate=0.005,0"], "--embed-target-rate must be in (0, 1], got 0.0"),
     (["--eval-backend", "gymnasium", "--eval-workers", "0"], "--eval-workers must be positive"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(args, message, capsys, tmp_path):

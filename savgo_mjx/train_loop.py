@@ -98,7 +98,6 @@ def _start_up(program: types.SimpleNamespace, member_cfgs: list[Config], with_ev
     the first evaluation waits for it if it is not done yet."""
     trainer = program.trainer
     inputs = trainer.member_inputs(member_cfgs)
-    shapes = None
     if program.chunk is None:
         init = trainer.init_program.trace(*inputs)
         shapes = trainer.place(init.out_info)

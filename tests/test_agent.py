@@ -91,10 +91,10 @@ def test_critic_and_embedding_targets_follow_their_own_polyak_rates():
     """target' = target + rate (online' - target); the embedding's rate defaults to --target-rate."""
     agent = Agent(SMALL, OBS, ACT)
     state = agent.init(jax.random.PRNGKey(0))
+    update = jax.jit(agent.update)  # the rates are traced: one compile for both configs
 
     def rates(cfg):
-        new, _ = jax.jit(agent.update)(state, Hyper.from_config(cfg, ACT), _batch(), jnp.int32(10_000),
-                                       jax.random.PRNGKey(1))
+        new, _ = update(state, Hyper.from_config(cfg, ACT), _batch(), jnp.int32(10_000), jax.random.PRNGKey(1))
         out = []
         for target, online in (("critic_target", "critic"), ("embed_target", "embed")):
             ratios = []

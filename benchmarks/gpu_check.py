@@ -404,11 +404,12 @@ def parse_train(a, record) -> Optional[dict]:
     if data is None:
         return None
     rows = [{k: r.get(k) for k in ("name", "what", "steps_per_s", "ms_per_iter", "ms_per_update", "first_call_s",
-                                   "compile_s", "best_s", "learned", "error")}
+                                   "compile_s", "best_s", "learned", "achieved_tflop_per_s", "error")}
             for r in data.get("rows", [])]
     by = {r["name"]: r for r in rows}
     cfg = data.get("config", {})
     result = dict(file="train/train_throughput.json", rows=rows, ratios=data.get("ratios", {}),
+                  flops=data.get("flops", {}),
                   config={k: cfg.get(k) for k in ("env", "physics", "num_envs", "batch_size", "updates_per_iter",
                                                   "num_candidates", "actor_batch", "geometry_batch", "hidden",
                                                   "buffer_size", "warmup_steps")},
@@ -452,9 +453,15 @@ def parse_curve(a, record) -> Optional[dict]:
             continue  # a line cut by a kill
         if row.get("member", 0) == 0:
             rows.append(row)
-    # A background (Gymnasium) evaluation's row is written after later training rows: back in
-    # step order, after the training row of its own step.
-    rows.sort(key=lambda r: (r["env_steps"], r.get("eval_backend") == "gymnasium"))
+    # One row per env step: an evaluation's row (a background Gymnasium one is written after later
+    # training rows) joins the training row of its own step; the training row's fields come first.
+    by_step: dict[int, dict] = {}
+    for row in sorted(rows, key=lambda r: (r["env_steps"], r.get("eval_backend") == "gymnasium")):
+        merged = by_step.setdefault(row["env_steps"], {})
+        for k, v in row.items():
+            if v is not None:
+                merged.setdefault(k, v)
+    rows = [by_step[s] for s in sorted(by_step)]
     os.makedirs(os.path.join(a.out, "curve"), exist_ok=True)
     if os.path.isfile(metrics_path):
         shutil.copy(metrics_path, os.path.join(a.out, "curve", "metrics.jsonl"))
@@ -875,13 +882,17 @@ def summary_markdown(s: dict) -> str:
             L += [f"- config: {json.dumps(r.get('config'))}",
                   f"- e2e program from the compile phase's cache: {r.get('e2e_compile_from_shared_cache')} "
                   "(then its first call is a cache load, not a compile)", "",
-                  "| part | steps/s | ms/iter | ms/update | first call s |", "|---|---|---|---|---|"]
+                  "| part | steps/s | ms/iter | ms/update | TFLOP/s | first call s |", "|---|---|---|---|---|---|"]
             for x in r.get("rows", []):
                 L.append(f"| {x['name']} | {_f(x.get('steps_per_s'))} | {_f(x.get('ms_per_iter'), '.3f')} | "
-                         f"{_f(x.get('ms_per_update'), '.3f')} | {_f(x.get('first_call_s'), '.1f')} |")
-            q = r.get("ratios", {})
+                         f"{_f(x.get('ms_per_update'), '.3f')} | {_f(x.get('achieved_tflop_per_s'), '.1f')} | "
+                         f"{_f(x.get('first_call_s'), '.1f')} |")
+            q, fl = r.get("ratios", {}), r.get("flops", {})
             L += ["", f"- training env steps/s over raw env steps/s: {_f(q.get('train_over_raw_env_steps_per_s'), '.3f')} (goal >= 0.5)",
-                  f"- SAVGO update over SAC update: {_f(q.get('savgo_over_sac_update_cost'), '.3f')} (goal <= 1.5)"]
+                  f"- SAVGO update over SAC update: {_f(q.get('savgo_over_sac_update_cost'), '.3f')} (goal <= 1.5); "
+                  f"in XLA's flop count {_f(fl.get('savgo_over_sac_update_flops'), '.2f')} (SAVGO "
+                  f"{_f(fl.get('savgo_gflop_per_update'), '.1f')} GFLOP, {_f(fl.get('candidate_share'), '.0%')} of it "
+                  f"candidate scoring; SAC {_f(fl.get('sac_gflop_per_update'), '.1f')})"]
         elif name == "compile" and r:
             L += ["", "| start-up | compile_s | process s | cache entries after | programs written | exit |",
                   "|---|---|---|---|---|---|"]

@@ -30,12 +30,14 @@ updates_bf16 the same SAVGO updates from the same state with `candidate_dtype="b
            buys (on CPU bfloat16 is emulated and slower; the question is for GPUs).
 `--updates-only` measures just updates, updates_sac and updates_bf16, on a buffer of random transitions
 (`synthetic_state`): no env program is compiled, so a sweep over K, P, M, B or hidden is quick.
+`--flops-only` compiles and runs nothing: it prints XLA's operation count of one SAVGO and one SAC
+update at the chosen sizes (see `update_flops`), a machine-independent floor of their cost ratio.
 `--parts raw_env updates updates_sac` measures only those (e2e always runs: the parts start from
 its warmed-up state); benchmarks/gpu_check.py uses it to stay inside its time budget.
 `sum of parts` vs the e2e time per iteration shows what the fused program saves or adds (the
 `lax.cond` around the updates, the warm-up `jnp.where`, metrics sums).
 
-`--out FILE.json` writes {"meta", "config", "rows", "ratios"}; `main(argv)` returns the same.
+`--out FILE.json` writes {"meta", "config", "rows", "ratios", "flops"}; `main(argv)` returns the same.
 Every measurement is its own function; one that fails is reported as a row with `error` set.
 """
 from __future__ import annotations
@@ -62,7 +64,7 @@ import envs  # noqa: E402
 from benchmarks import env_throughput  # noqa: E402
 from benchmarks._timing import attempt, time_round_robin, timing_stats  # noqa: E402
 from savgo_mjx.config import Config, defaults_for, validate  # noqa: E402
-from savgo_mjx.agent import Hyper  # noqa: E402
+from savgo_mjx.agent import Agent, Hyper  # noqa: E402
 from savgo_mjx.normalize import init_stats, normalize, update_stats  # noqa: E402
 from savgo_mjx.replay import Transition, init_buffer, insert  # noqa: E402
 from savgo_mjx.trainer import Trainer, TrainState  # noqa: E402
@@ -238,6 +240,45 @@ def prepare_sac_updates(cfg: Config, env, ts: TrainState, reps: int, seed: int) 
     return prepare_updates(trainer, ts, reps, agent_state, name="updates_sac")
 
 
+def update_flops(cfg: Config, observation_size: int, action_size: int) -> dict[str, float]:
+    """XLA's count of floating-point operations in one `Agent.update` at cfg's sizes, and in its
+    P x K candidate scoring alone (`Agent._score_candidates`), from the lowered program on abstract
+    shapes: nothing is compiled or run, so it takes a second on any machine.
+
+    The count is the HLO's (a matmul [m, k] x [k, n] is 2mkn; the elementwise work is small beside
+    it), the same on every backend, and independent of dtype: it says how much work there is, not
+    how fast a device does it (bfloat16 scoring does the same operations on tensor cores).
+    Returns {"gflop_per_update", "candidate_gflop"} (candidate_gflop 0 for SAC)."""
+    agent = Agent(cfg, observation_size, action_size)
+    f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)  # noqa: E731
+    st = jax.eval_shape(agent.init, jax.random.PRNGKey(0))
+    b, o, a = cfg.batch_size, observation_size, action_size
+    batch = Transition(obs=f32(b, o), action=f32(b, a), reward=f32(b), next_obs=f32(b, o), terminated=f32(b))
+    update = jax.jit(agent.update).lower(st, Hyper.from_config(cfg, a), batch,
+                                         jax.ShapeDtypeStruct((), jnp.int32), jax.random.PRNGKey(0))
+    out = dict(gflop_per_update=update.cost_analysis()["flops"] / 1e9, candidate_gflop=0.0)
+    if cfg.algo == "savgo":
+        p, k = cfg.actor_batch, cfg.num_candidates
+        scoring = jax.jit(agent._score_candidates).lower(st, f32(p, 1, o), f32(p, k, a))
+        out["candidate_gflop"] = scoring.cost_analysis()["flops"] / 1e9
+    return out
+
+
+def flops_table(cfg: Config, env) -> dict[str, Any]:
+    """update_flops for SAVGO and SAC at cfg's sizes, printed; returns the numbers and the ratio."""
+    o, a = env.observation_size, env.action_size
+    savgo = update_flops(cfg, o, a)
+    sac = update_flops(dataclasses.replace(cfg, algo="sac"), o, a)
+    out = dict(savgo_gflop_per_update=savgo["gflop_per_update"], sac_gflop_per_update=sac["gflop_per_update"],
+               candidate_gflop=savgo["candidate_gflop"],
+               candidate_share=savgo["candidate_gflop"] / savgo["gflop_per_update"],
+               savgo_over_sac_update_flops=savgo["gflop_per_update"] / sac["gflop_per_update"])
+    print(f"XLA flop count per update: SAVGO {out['savgo_gflop_per_update']:.2f} GFLOP (P x K candidate scoring "
+          f"{out['candidate_gflop']:.2f}, {out['candidate_share']:.0%}), SAC {out['sac_gflop_per_update']:.2f} GFLOP; "
+          f"SAVGO / SAC {out['savgo_over_sac_update_flops']:.2f}")
+    return out
+
+
 # --- driver --------------------------------------------------------------------------------------
 def _finish(b: Bench) -> dict:
     row = dict(b.row)
@@ -322,6 +363,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--updates-only", action="store_true",
                    help="measure only the SAVGO and SAC updates, on random transitions (no env "
                         "program is compiled: quick sweeps of K, P, M, B, hidden)")
+    p.add_argument("--flops-only", action="store_true",
+                   help="print XLA's flop count of one SAVGO and one SAC update and exit (nothing "
+                        "is compiled or run)")
     p.add_argument("--parts", nargs="+", default=None, choices=PARTS, metavar="PART",
                    help=f"measure only these of {', '.join(PARTS)} (default: all; e2e always runs "
                         "unless --updates-only: it makes the warmed-up state the parts use)")
@@ -352,7 +396,7 @@ def make_config(args: argparse.Namespace) -> Config:
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
-    """Runs the benchmark; returns (and with --out writes) {"meta", "config", "rows", "ratios"}."""
+    """Runs the benchmark; returns (and with --out writes) {"meta", "config", "rows", "ratios", "flops"}."""
     args = parse_args(argv)
     jax.config.update("jax_default_matmul_precision", "highest")  # as training runs
     cfg = make_config(args)
@@ -368,6 +412,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
           f"K={cfg.num_candidates} P={cfg.actor_batch} M={cfg.geometry_batch} hidden={cfg.hidden} n_step={cfg.n_step} "
           f"buffer={cfg.buffer_size} warmup={cfg.warmup_steps}", flush=True)
     env = env_throughput.make_env(cfg.env, cfg.physics, args.fast_physics, cfg.rk4_stage_unroll)
+    flops = flops_table(cfg, env)
+    if args.flops_only:
+        return _write(dict(meta=meta, config=dataclasses.asdict(cfg), rows=[], ratios={}, flops=flops), args.out)
     trainer = Trainer(cfg, env)
 
     rows: list[dict] = []
@@ -409,12 +456,29 @@ def main(argv: Optional[list[str]] = None) -> dict:
     rows = sorted([_finish(b) for b in benches] + rows, key=lambda r: order.get(r["name"], 99))
     ratios = compute_ratios(rows)
     print_table(rows, ratios, cfg)
-    result = dict(meta=meta, config=dataclasses.asdict(cfg), rows=rows, ratios=ratios)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
+    print_achieved(rows, flops)
+    return _write(dict(meta=meta, config=dataclasses.asdict(cfg), rows=rows, ratios=ratios, flops=flops), args.out)
+
+
+def print_achieved(rows: list[dict], flops: dict[str, Any]) -> None:
+    """Adds achieved_tflop_per_s to the update rows (XLA's count over the measured time) and
+    prints it: how far each update is from the device's peak says whether its matmuls or the rest
+    (elementwise passes, kernel launches) bound it."""
+    gflop = {"updates": flops["savgo_gflop_per_update"], "updates_bf16": flops["savgo_gflop_per_update"],
+             "updates_sac": flops["sac_gflop_per_update"]}
+    for r in rows:
+        if r["name"] in gflop and r.get("ms_per_update"):
+            r["achieved_tflop_per_s"] = gflop[r["name"]] / r["ms_per_update"]
+            print(f"{r['name']:12} {r['achieved_tflop_per_s']:8.2f} TFLOP/s achieved "
+                  f"({gflop[r['name']]:.1f} GFLOP in {r['ms_per_update']:.2f} ms)")
+
+
+def _write(result: dict, path: Optional[str]) -> dict:
+    if path:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w") as f:
             json.dump(result, f, indent=2, default=str)
-        print(f"wrote {args.out}")
+        print(f"wrote {path}")
     return result
 
 

@@ -94,6 +94,32 @@ def test_train_throughput_updates_only():
     assert "bfloat16 scoring" in result["rows"][2]["what"]
     assert _positive_finite(result["ratios"]["savgo_over_sac_update_cost"])
     assert _positive_finite(result["ratios"]["bf16_over_f32_scoring_update_cost"])
+    assert result["flops"]["savgo_over_sac_update_flops"] > 1.0
+    for row in result["rows"]:
+        assert _positive_finite(row["achieved_tflop_per_s"]), row
+
+
+def test_update_flops_count_the_candidate_matmuls():
+    """XLA's count of the P x K scoring is the matmuls' 2mkn (embedding: first layer's action half
+    on P x K rows, obs half on P rows, 3 hidden/output layers; two critics: first layer, hidden,
+    output), to within the elementwise work; it scales with P, and SAC has none of it."""
+    import dataclasses
+
+    from savgo_mjx.config import defaults_for
+
+    o, a, h, p, k = 11, 3, 32, 8, 16
+    cfg = dataclasses.replace(defaults_for("hopper"), hidden=h, actor_batch=p, num_candidates=k, batch_size=64,
+                              geometry_batch=16)
+    rows = p * k
+    matmuls = (rows * a * h + p * o * h + 3 * rows * h * h  # embedding
+               + 2 * (rows * a * h + p * o * h + rows * h * h + rows * h))  # two critics
+    savgo = train_throughput.update_flops(cfg, o, a)
+    assert 2 * matmuls <= savgo["candidate_gflop"] * 1e9 <= 1.15 * 2 * matmuls
+    assert savgo["gflop_per_update"] > savgo["candidate_gflop"]
+    doubled = train_throughput.update_flops(dataclasses.replace(cfg, actor_batch=2 * p), o, a)
+    assert doubled["candidate_gflop"] == pytest.approx(2 * savgo["candidate_gflop"], rel=0.02)
+    sac = train_throughput.update_flops(dataclasses.replace(cfg, algo="sac"), o, a)
+    assert sac["candidate_gflop"] == 0.0 and 0 < sac["gflop_per_update"] < savgo["gflop_per_update"]
 
 
 def test_brax_ppo_adapter_steps_our_v5_env_under_brax_wrappers():

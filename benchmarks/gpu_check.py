@@ -885,14 +885,14 @@ def summary_markdown(s: dict) -> str:
                   "| part | steps/s | ms/iter | ms/update | TFLOP/s | first call s |", "|---|---|---|---|---|---|"]
             for x in r.get("rows", []):
                 L.append(f"| {x['name']} | {_f(x.get('steps_per_s'))} | {_f(x.get('ms_per_iter'), '.3f')} | "
-                         f"{_f(x.get('ms_per_update'), '.3f')} | {_f(x.get('achieved_tflop_per_s'), '.1f')} | "
+                         f"{_f(x.get('ms_per_update'), '.3f')} | {_f(x.get('achieved_tflop_per_s'), '.3g')} | "
                          f"{_f(x.get('first_call_s'), '.1f')} |")
             q, fl = r.get("ratios", {}), r.get("flops", {})
             L += ["", f"- training env steps/s over raw env steps/s: {_f(q.get('train_over_raw_env_steps_per_s'), '.3f')} (goal >= 0.5)",
                   f"- SAVGO update over SAC update: {_f(q.get('savgo_over_sac_update_cost'), '.3f')} (goal <= 1.5); "
                   f"in XLA's flop count {_f(fl.get('savgo_over_sac_update_flops'), '.2f')} (SAVGO "
-                  f"{_f(fl.get('savgo_gflop_per_update'), '.1f')} GFLOP, {_f(fl.get('candidate_share'), '.0%')} of it "
-                  f"candidate scoring; SAC {_f(fl.get('sac_gflop_per_update'), '.1f')})"]
+                  f"{_f(fl.get('savgo_gflop_per_update'), '.3g')} GFLOP, {_f(fl.get('candidate_share'), '.0%')} of it "
+                  f"candidate scoring; SAC {_f(fl.get('sac_gflop_per_update'), '.3g')})"]
         elif name == "compile" and r:
             L += ["", "| start-up | compile_s | process s | cache entries after | programs written | exit |",
                   "|---|---|---|---|---|---|"]

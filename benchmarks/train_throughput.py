@@ -317,6 +317,19 @@ def compute_ratios(rows: list[dict]) -> dict[str, Any]:
     return out
 
 
+def add_achieved_tflops(rows: list[dict], flops: dict[str, Any]) -> None:
+    """Sets achieved_tflop_per_s on the timed update rows: XLA's count (flops_table) over the
+    measured time. How far an update is from the device's peak says whether its matmuls or the
+    rest (elementwise passes, kernel launches) bound it."""
+    if not flops:
+        return
+    gflop = {"updates": flops["savgo_gflop_per_update"], "updates_bf16": flops["savgo_gflop_per_update"],
+             "updates_sac": flops["sac_gflop_per_update"]}
+    for r in rows:
+        if r["name"] in gflop and r.get("ms_per_update"):
+            r["achieved_tflop_per_s"] = gflop[r["name"]] / r["ms_per_update"]
+
+
 def print_table(rows: list[dict], ratios: dict, cfg: Config) -> None:
     head = f"{'part':12} {'first s':>8} {'best s':>8} {'ms/iter':>9} {'steps/s':>10} {'ms/update':>10}  what"
     print("\n" + head)
@@ -328,6 +341,9 @@ def print_table(rows: list[dict], ratios: dict, cfg: Config) -> None:
         upd = f"{r['ms_per_update']:>10.2f}" if "ms_per_update" in r else " " * 10
         print(f"{r['name']:12} {r['first_call_s']:>8.2f} {r['best_s']:>8.4f} {r['ms_per_iter']:>9.3f} "
               f"{r['steps_per_s']:>10,.0f} {upd}  {r['what']}")
+    for r in rows:
+        if "achieved_tflop_per_s" in r:
+            print(f"{r['name']:12} {r['achieved_tflop_per_s']:8.2f} TFLOP/s achieved (XLA's flop count over ms/update)")
     e2e = next((r for r in rows if r["name"] == "e2e" and not r.get("error")), None)
     if e2e:
         print(f"e2e: run_chunk compile {e2e['compile_s']:.1f} s; warm-up {e2e['warmup_iterations']} "
@@ -461,24 +477,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
     order = {n: i for i, n in enumerate(("e2e", *PARTS))}
     rows = sorted([_finish(b) for b in benches] + rows, key=lambda r: order.get(r["name"], 99))
     ratios = compute_ratios(rows)
+    add_achieved_tflops(rows, flops)
     print_table(rows, ratios, cfg)
-    print_achieved(rows, flops)
     return _write(dict(meta=meta, config=dataclasses.asdict(cfg), rows=rows, ratios=ratios, flops=flops), args.out)
-
-
-def print_achieved(rows: list[dict], flops: dict[str, Any]) -> None:
-    """Adds achieved_tflop_per_s to the update rows (XLA's count over the measured time) and
-    prints it: how far each update is from the device's peak says whether its matmuls or the rest
-    (elementwise passes, kernel launches) bound it."""
-    if not flops:
-        return
-    gflop = {"updates": flops["savgo_gflop_per_update"], "updates_bf16": flops["savgo_gflop_per_update"],
-             "updates_sac": flops["sac_gflop_per_update"]}
-    for r in rows:
-        if r["name"] in gflop and r.get("ms_per_update"):
-            r["achieved_tflop_per_s"] = gflop[r["name"]] / r["ms_per_update"]
-            print(f"{r['name']:12} {r['achieved_tflop_per_s']:8.2f} TFLOP/s achieved "
-                  f"({gflop[r['name']]:.1f} GFLOP in {r['ms_per_update']:.2f} ms)")
 
 
 def _write(result: dict, path: Optional[str]) -> dict:

@@ -286,7 +286,16 @@ class Agent:
             cos = jnp.clip(jnp.einsum("pd,pkd->pk", z0, z_cand), -1.0, 1.0)
             weights = losses.kernel_weights(cos, tau, hp.kernel_eps, cfg.kernel)
             loss = losses.kernel_actor_loss(log_prob, weights, q_cand, alpha)
-            return loss, {"log_prob": log_prob, "kernel_max_weight": weights.max(-1).mean()}
+            return loss, {
+                "log_prob": log_prob,
+                "kernel_max_weight": weights.max(-1).mean(),
+                # Why a kernel is flat when it is: the trunk does not separate the candidates
+                # (cosine spread) or the critics do not (Q spread). The gain over uniform
+                # weights is the value the kernel adds, the signal the actor follows.
+                "kernel_cos_spread": cos.std(-1).mean(),
+                "candidate_q_spread": q_cand.std(-1).mean(),
+                "kernel_value_gain": jnp.mean(jnp.sum(weights * q_cand, -1) - q_cand.mean(-1)),
+            }
 
         return loss_fn
 

@@ -149,6 +149,19 @@ def test_uniform_kernel_gives_the_actor_no_value_signal():
     assert not _same(a.actor, b.actor)
 
 
+def test_kernel_diagnostics_report_what_the_kernel_adds_over_uniform_weights():
+    uniform = _update(dataclasses.replace(SMALL, kernel="uniform"))[1]
+    cold = _update(SMALL, {"tau_start": jnp.float32(0.01), "tau_end": jnp.float32(0.01)})[1]
+    np.testing.assert_allclose(uniform["kernel_max_weight"], 1.0 / SMALL.num_candidates, rtol=1e-6)
+    assert abs(float(uniform["kernel_value_gain"])) < 1e-6
+    assert abs(float(cold["kernel_value_gain"])) > 1e-4
+    assert float(cold["kernel_max_weight"]) > 2.0 / SMALL.num_candidates
+    # Same keys, same candidates and critics: the spreads do not depend on the kernel.
+    for key in ("kernel_cos_spread", "candidate_q_spread"):
+        assert float(uniform[key]) > 0
+        np.testing.assert_allclose(uniform[key], cold[key], rtol=1e-5)
+
+
 def test_critic_learns_from_the_given_bootstrap_and_none_means_one_step():
     agent = Agent(SMALL, OBS, ACT)
     state = agent.init(jax.random.PRNGKey(0))

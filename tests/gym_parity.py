@@ -24,6 +24,10 @@ What `run_parity` does, for one task:
 
 Steps 2 and 3 on our side are ONE jitted, vmapped function, compiled once per (task, physics).
 
+`run_drift(name, physics)` measures open-loop drift instead: from 16 gymnasium resets, the same
+100 random actions in both simulators, states compared after steps 1, 10 and 100 (docs/ENVS.md,
+"Drift"). From the shell: `python tests/gym_parity.py humanoid --drift --physics fast`.
+
 `gym_model_hook(model)` may edit gymnasium's MjModel before anything runs (e.g. humanoid's PGS ->
 Newton substitution). The default, `sync_options_hook(env)`, copies every MjOption field in which
 our env's model differs from gymnasium's XML model, so "v5" parity compares the same equations;
@@ -331,6 +335,137 @@ def run_parity(
     )
 
 
+def _rel_per_start(ours: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """[..., n] arrays -> [...] ||ours - ref|| / max(||ref||, 1e-6)."""
+    return np.linalg.norm(ours - ref, axis=-1) / np.maximum(np.linalg.norm(ref, axis=-1), 1e-6)
+
+
+def _gym_rollout(gym_env: gymnasium.Env, qpos0, qvel0, actions, checkpoints):
+    """Open loop from (qpos0, qvel0) with actions [T, nu] in [-1, 1], terminations ignored.
+
+    Returns qpos [C, nq], qvel [C, nv] after each checkpoint step and the summed reward."""
+    u = gym_env.unwrapped
+    low, high = u.model.actuator_ctrlrange[:, 0], u.model.actuator_ctrlrange[:, 1]
+    mujoco.mj_resetData(u.model, u.data)  # zero warm start, as after gymnasium's reset
+    u.set_state(qpos0, qvel0)
+    qpos, qvel, total = [], [], 0.0
+    for t, a in enumerate(actions, start=1):
+        total += u.step(low + (a.astype(np.float64) + 1.0) * 0.5 * (high - low))[1]
+        if t in checkpoints:
+            qpos.append(u.data.qpos.copy())
+            qvel.append(u.data.qvel.copy())
+    return np.asarray(qpos), np.asarray(qvel), total
+
+
+@dataclasses.dataclass
+class DriftResult:
+    """Open-loop drift from gymnasium over one action sequence per start: ours, and gymnasium
+    against itself from a start perturbed by `floor_noise` (the chaos floor: how far any two
+    simulations this close apart would drift; float32 rounding alone is ~1e-7 relative)."""
+
+    name: str
+    physics: str
+    gym_options_changed: dict[str, Any]
+    checkpoints: tuple[int, ...]  # env steps after which the states are compared
+    floor_noise: float
+    rel: dict[str, np.ndarray]  # "qpos"/"qvel" and "floor_qpos"/"floor_qvel": [C, n_starts]
+    gym_return: np.ndarray  # [n_starts] gymnasium's summed reward
+    return_diff: np.ndarray  # [n_starts] |ours - gymnasium's|
+    floor_return_diff: np.ndarray  # [n_starts] |perturbed gymnasium - gymnasium|
+    seconds: dict[str, float]
+
+    def errors(self) -> dict[str, Any]:
+        out = {}
+        for i, t in enumerate(self.checkpoints):
+            for part, rel in self.rel.items():
+                out[f"step{t}_{part}"] = {"median": float(np.median(rel[i])), "max": float(rel[i].max())}
+        out["return_abs_diff_max"] = float(self.return_diff.max())
+        out["floor_return_abs_diff_max"] = float(self.floor_return_diff.max())
+        out["gym_return_mean"] = float(self.gym_return.mean())
+        return out
+
+    def summary(self) -> str:
+        lines = [f"{self.name} physics={self.physics} drift vs gymnasium (options changed there: "
+                 f"{self.gym_options_changed}), {len(self.gym_return)} starts, chaos floor: "
+                 f"gymnasium from qvel0 + {self.floor_noise:g} N(0, 1)"]
+        lines += [f"  {k}: {v}" for k, v in self.errors().items()]
+        lines.append(f"  seconds: {self.seconds}")
+        return "\n".join(lines)
+
+
+def run_drift(
+    name: str,
+    physics: str = "v5",
+    n_starts: int = 16,
+    n_steps: int = 100,
+    seed: int = 500,
+    checkpoints: tuple[int, ...] = (1, 10, 100),
+    floor_noise: float = 1e-7,
+    env: Optional[envs.MujocoEnv] = None,
+    gym_model_hook: Optional[ModelHook] = None,
+) -> DriftResult:
+    """Open loop from gymnasium's resets: start i is `reset(seed=seed + i)`, then both simulators
+    take the same n_steps uniform-random actions (drawn with seed + i), terminations ignored.
+
+    The reference is the unmodified v5 env by default (gym_model_hook None), so the drift is
+    everything that separates our `physics` from v5: solver substitutions, iteration counts,
+    MJX, float32. One jitted, vmapped env step, compiled once and called n_steps times.
+    """
+    if max(checkpoints) > n_steps:
+        raise ValueError(f"checkpoints {checkpoints} go past n_steps={n_steps}")
+    t0 = time.perf_counter()
+    env = env if env is not None else envs.make(name, physics)
+    gym_env = make_gym_env(name, gym_model_hook)
+    u = gym_env.unwrapped
+    changed = option_differences(u.model, envs.base.gymnasium_model(env.xml_file))
+
+    starts, actions = [], []
+    for i in range(n_starts):
+        gym_env.reset(seed=seed + i)
+        starts.append((u.data.qpos.copy(), u.data.qvel.copy()))
+        actions.append(np.random.default_rng(seed + i).uniform(-1.0, 1.0, (n_steps, env.action_size)).astype(np.float32))
+    gym = [_gym_rollout(gym_env, q, v, a, checkpoints) for (q, v), a in zip(starts, actions)]
+    noise = np.random.default_rng(seed - 1)
+    floor = [_gym_rollout(gym_env, q, v + floor_noise * noise.normal(size=v.shape), a, checkpoints)
+             for (q, v), a in zip(starts, actions)]
+    gym_env.close()
+    t1 = time.perf_counter()
+
+    qpos0 = jnp.asarray(np.array([q for q, _ in starts]), jnp.float32)
+    qvel0 = jnp.asarray(np.array([v for _, v in starts]), jnp.float32)
+    reset = jax.jit(jax.vmap(env.reset_to))
+    step = jax.jit(jax.vmap(env.step)).lower(
+        jax.eval_shape(reset, qpos0, qvel0), jax.ShapeDtypeStruct((n_starts, env.action_size), jnp.float32),
+    ).compile(COMPILER_OPTIONS)
+    state = reset(qpos0, qvel0)
+    t2 = time.perf_counter()
+    our_q, our_v, our_return = [], [], np.zeros(n_starts)
+    for t in range(1, n_steps + 1):
+        state = step(state, jnp.asarray(np.stack([a[t - 1] for a in actions])))
+        our_return += np.asarray(state.reward, np.float64)
+        if t in checkpoints:
+            our_q.append(np.asarray(state.data.qpos, np.float64))
+            our_v.append(np.asarray(state.data.qvel, np.float64))
+    t3 = time.perf_counter()
+
+    ref_q = np.stack([g[0] for g in gym], axis=1)  # [C, N, nq]
+    ref_v = np.stack([g[1] for g in gym], axis=1)
+    gym_return = np.array([g[2] for g in gym])
+    rel = {
+        "qpos": _rel_per_start(np.asarray(our_q), ref_q),
+        "qvel": _rel_per_start(np.asarray(our_v), ref_v),
+        "floor_qpos": _rel_per_start(np.stack([f[0] for f in floor], axis=1), ref_q),
+        "floor_qvel": _rel_per_start(np.stack([f[1] for f in floor], axis=1), ref_v),
+    }
+    return DriftResult(
+        name=name, physics=physics, gym_options_changed=changed, checkpoints=tuple(sorted(checkpoints)),
+        floor_noise=floor_noise, rel=rel, gym_return=gym_return,
+        return_diff=np.abs(our_return - gym_return),
+        floor_return_diff=np.abs(np.array([f[2] for f in floor]) - gym_return),
+        seconds={"gym": t1 - t0, "compile": t2 - t1, "ours": t3 - t2},
+    )
+
+
 if __name__ == "__main__":
     import argparse
 
@@ -340,7 +475,12 @@ if __name__ == "__main__":
     parser.add_argument("--states", type=int, default=128)
     parser.add_argument("--resets", type=int, default=2000)
     parser.add_argument("--unsynced", action="store_true", help="compare against the unmodified v5 model")
+    parser.add_argument("--drift", action="store_true",
+                        help="open-loop drift over 100 env steps from 16 resets (against the unmodified v5 model)")
     args = parser.parse_args()
     for task in args.names:
+        if args.drift:
+            print(run_drift(task, args.physics).summary(), flush=True)
+            continue
         hook = None if args.unsynced else _AUTO
         print(run_parity(task, args.physics, args.states, args.resets, gym_model_hook=hook).summary(), flush=True)

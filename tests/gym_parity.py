@@ -36,6 +36,7 @@ pass `gym_model_hook=None` to compare against the unmodified v5 model (fidelity 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -238,9 +239,14 @@ def _errors(ours: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     return {"max_abs": float(d.max(initial=0.0)), "max_scaled": float((d / (1.0 + np.abs(ref))).max(initial=0.0))}
 
 
+def _relative_error(ours: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """[..., n] arrays -> [...] ||ours - ref|| / max(||ref||, 1e-6)."""
+    return np.linalg.norm(ours - ref, axis=-1) / np.maximum(np.linalg.norm(ref, axis=-1), 1e-6)
+
+
 def _norm_rel(ours: np.ndarray, ref: np.ndarray) -> dict[str, float]:
-    """Per-state ||ours - ref|| / max(||ref||, 1e-6): median and max over states."""
-    rel = np.linalg.norm(ours - ref, axis=-1) / np.maximum(np.linalg.norm(ref, axis=-1), 1e-6)
+    """Per-state relative error (_relative_error): median and max over states."""
+    rel = _relative_error(ours, ref)
     return {"median": float(np.median(rel)), "max": float(rel.max())}
 
 
@@ -333,11 +339,6 @@ def run_parity(
         ours=ours, gym=gym, reset_z=reset_z,
         seconds={"collect": t1 - t0, "gym": t2 - t1, "ours_jit+run": t3 - t2},
     )
-
-
-def _rel_per_start(ours: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """[..., n] arrays -> [...] ||ours - ref|| / max(||ref||, 1e-6)."""
-    return np.linalg.norm(ours - ref, axis=-1) / np.maximum(np.linalg.norm(ref, axis=-1), 1e-6)
 
 
 def _gym_rollout(gym_env: gymnasium.Env, qpos0, qvel0, actions, checkpoints):
@@ -452,10 +453,10 @@ def run_drift(
     ref_v = np.stack([g[1] for g in gym], axis=1)
     gym_return = np.array([g[2] for g in gym])
     rel = {
-        "qpos": _rel_per_start(np.asarray(our_q), ref_q),
-        "qvel": _rel_per_start(np.asarray(our_v), ref_v),
-        "floor_qpos": _rel_per_start(np.stack([f[0] for f in floor], axis=1), ref_q),
-        "floor_qvel": _rel_per_start(np.stack([f[1] for f in floor], axis=1), ref_v),
+        "qpos": _relative_error(np.asarray(our_q), ref_q),
+        "qvel": _relative_error(np.asarray(our_v), ref_v),
+        "floor_qpos": _relative_error(np.stack([f[0] for f in floor], axis=1), ref_q),
+        "floor_qvel": _relative_error(np.stack([f[1] for f in floor], axis=1), ref_v),
     }
     return DriftResult(
         name=name, physics=physics, gym_options_changed=changed, checkpoints=tuple(sorted(checkpoints)),
@@ -477,10 +478,15 @@ if __name__ == "__main__":
     parser.add_argument("--unsynced", action="store_true", help="compare against the unmodified v5 model")
     parser.add_argument("--drift", action="store_true",
                         help="open-loop drift over 100 env steps from 16 resets (against the unmodified v5 model)")
+    parser.add_argument("--fast-physics", type=json.loads, default=None, metavar="JSON",
+                        help='replaces the task\'s fast_physics, e.g. \'{"iterations": 8, "ls_iterations": 16}\'')
     args = parser.parse_args()
     for task in args.names:
+        extra = {} if args.fast_physics is None else {"fast_physics": args.fast_physics}
+        env = envs.make(task, args.physics, **extra)
         if args.drift:
-            print(run_drift(task, args.physics).summary(), flush=True)
+            print(run_drift(task, args.physics, env=env).summary(), flush=True)
             continue
         hook = None if args.unsynced else _AUTO
-        print(run_parity(task, args.physics, args.states, args.resets, gym_model_hook=hook).summary(), flush=True)
+        print(run_parity(task, args.physics, args.states, args.resets, env=env, gym_model_hook=hook).summary(),
+              flush=True)

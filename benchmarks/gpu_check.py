@@ -50,7 +50,8 @@ curve    (runs second: it fills the cache the later phases load) time-boxed trai
          `--curve-args` adds or overrides flags), stopped with SIGINT at
          `--curve-box` seconds after launch (train.py saves a checkpoint and exits 130); its
          metrics.jsonl becomes curve.csv (wall_s, env_steps, eval_return, episode_return,
-         critic_loss; the summary gives the first and largest critic loss) and
+         critic_loss and the actor's entropy, alpha and kernel diagnostics; the summary gives
+         the first and largest critic loss and the actor's last values) and
          curve.png (eval return against wall time). wall_s is train.py's own clock (compile
          included, process start-up and imports not).
 
@@ -442,6 +443,10 @@ def parse_compile(a, record) -> Optional[dict]:
     return result
 
 
+# Actor diagnostics copied into curve.csv and the summary (SAC rows have no kernel_* keys).
+ACTOR_KEYS = ("entropy", "alpha", "kernel_max_weight", "kernel_cos_spread", "kernel_value_gain")
+
+
 def parse_curve(a, record) -> Optional[dict]:
     run = read_json(os.path.join(a.out, "curve", "curve_run.json")) or {}
     metrics_path = os.path.join(a.work, "curve", "run", "metrics.jsonl")
@@ -476,18 +481,22 @@ def parse_curve(a, record) -> Optional[dict]:
         result["error"] = "no metrics rows (the run did not get past its start-up in the box?)"
         return result
     csv_path = os.path.join(a.out, "curve.csv")
+    columns = ("eval_return", "episode_return", "critic_loss") + ACTOR_KEYS
     with open(csv_path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["wall_s", "env_steps", "eval_return", "episode_return", "critic_loss"])
+        w.writerow(["wall_s", "env_steps", *columns])
         for r in rows:
-            w.writerow([f"{r['wall_s']:.3f}", r["env_steps"],
-                        *("" if r.get(k) is None else f"{r[k]:.4f}"
-                          for k in ("eval_return", "episode_return", "critic_loss"))])
+            w.writerow([f"{r['wall_s']:.3f}", r["env_steps"],  # diagnostics span decades: %g
+                        *("" if r.get(k) is None else format(r[k], ".4g" if k in ACTOR_KEYS else ".4f")
+                          for k in columns)])
     evals = [(r["wall_s"], r["eval_return"]) for r in rows if r.get("eval_return") is not None]
     # Before the normaliser's std floor (docs/TUNING.md F1) the first Humanoid critic loss was 2.4e7.
     critic = [r["critic_loss"] for r in rows if r.get("critic_loss") is not None]
     if critic:
         result.update(critic_loss_first=critic[0], critic_loss_max=max(critic))
+    # What the actor was doing (docs/TUNING.md F11): the last logged value of each diagnostic.
+    result["actor_last"] = {k: next((r[k] for r in reversed(rows) if r.get(k) is not None), None)
+                            for k in ACTOR_KEYS}
     title = f"{a.env} ({'tiny, CPU' if a.tiny else 'preset'}), commit {a.commit['commit']}"
     result.update(curve_csv="curve.csv", eval_points=len(evals), final_env_steps=rows[-1]["env_steps"],
                   final_wall_s=rows[-1]["wall_s"], last_eval_return=evals[-1][1] if evals else None,
@@ -913,6 +922,9 @@ def summary_markdown(s: dict) -> str:
                   f"{_f(r.get('final_env_steps'))} env steps at wall {_f(r.get('final_wall_s'), '.1f')} s",
                   f"- critic loss: first logged {_f(r.get('critic_loss_first'), '.3g')}, largest "
                   f"{_f(r.get('critic_loss_max'), '.3g')} (2.4e7 before the normaliser fix, docs/TUNING.md F1)",
+                  "- actor at the last log point: " + ", ".join(
+                      f"{k} {_f(v, '.3g')}" for k, v in (r.get("actor_last") or {}).items())
+                  + " (SAVGO's kernel is flat and its entropy high until alpha is ~1e-5: docs/TUNING.md F11)",
                   f"- files: `curve.csv`, `{r.get('curve_png', 'no png')}` ({r.get('png_backend')}), "
                   "`curve/metrics.jsonl`, `curve/config.json`",
                   "- wall_s is train.py's clock (compile + training; imports and init before it not counted)"]

@@ -130,7 +130,8 @@ FAKE_TRAIN = textwrap.dedent('''
                 time.sleep(0.05)
                 steps += every
                 row = {"env_steps": steps, "wall_s": compile_s + time.time() - t0, "member": 0,
-                       "episode_return": steps / 10, "eval_return": steps / 5, "critic_loss": 100 / steps}
+                       "episode_return": steps / 10, "eval_return": steps / 5, "critic_loss": 100 / steps,
+                       "entropy": 3.0 - steps / 8, "alpha": 0.5}
                 f.write(json.dumps(row) + "\\n")
                 f.flush()
     except KeyboardInterrupt:
@@ -171,11 +172,15 @@ def test_compile_and_curve_orchestration_with_a_stand_in_train_py(tmp_path):
     assert steps == sorted(set(steps)) and steps[0] == 8
     assert [float(x["eval_return"]) for x in rows] == [s / 5 for s in steps]
     assert float(rows[0]["critic_loss"]) == r["critic_loss_first"] == r["critic_loss_max"] == 12.5
+    assert [float(x["entropy"]) for x in rows] == [3.0 - s / 8 for s in steps]
+    assert rows[0]["kernel_value_gain"] == ""  # not logged by this run: an empty cell
+    assert r["actor_last"]["entropy"] == 3.0 - steps[-1] / 8 and r["actor_last"]["kernel_cos_spread"] is None
     assert_png(out / "curve.png")
     assert (out / "curve" / "metrics.jsonl").read_text().count("\n") == len(rows)
     md = (out / "summary.md").read_text()
     assert "## compile:" in md and "## curve:" in md and "SIGINT at" in md
     assert "critic loss: first logged 12.5, largest 12.5" in md
+    assert "actor at the last log point: entropy" in md and "alpha 0.5" in md
 
 
 def test_after_the_curve_only_the_second_start_up_runs(tmp_path):

@@ -131,6 +131,13 @@ def collect_states(
     return qpos[pick], qvel[pick], kind[pick]
 
 
+def _gym_ctrl(model: mujoco.MjModel, actions: np.ndarray) -> np.ndarray:
+    """Actions [..., nu] in [-1, 1] -> gymnasium's ctrl (float64): the linear map into ctrlrange
+    that `MujocoEnv.scale_action` applies on our side."""
+    low, high = model.actuator_ctrlrange[:, 0], model.actuator_ctrlrange[:, 1]
+    return low + (np.asarray(actions, np.float64) + 1.0) * 0.5 * (high - low)
+
+
 def _gym_one_step(gym_env: gymnasium.Env, qpos, qvel, ctrl):
     """mj_resetData + set_state + step, per state. Returns dict of stacked arrays."""
     u = gym_env.unwrapped
@@ -314,8 +321,7 @@ def run_parity(
     qpos, qvel, kind = collect_states(gym_env, n_states, seed)
     rng = np.random.default_rng(seed + 1)
     actions = rng.uniform(-1.0, 1.0, (len(qpos), env.action_size)).astype(np.float32)
-    low, high = u.model.actuator_ctrlrange[:, 0], u.model.actuator_ctrlrange[:, 1]
-    ctrl = low + (actions.astype(np.float64) + 1.0) * 0.5 * (high - low)
+    ctrl = _gym_ctrl(u.model, actions)
     t1 = time.perf_counter()
     gym = _gym_one_step(gym_env, qpos, qvel, ctrl)
     reset_gym = _gym_resets(gym_env, n_resets, seed) if n_resets else None
@@ -346,12 +352,11 @@ def _gym_rollout(gym_env: gymnasium.Env, qpos0, qvel0, actions, checkpoints):
 
     Returns qpos [C, nq], qvel [C, nv] after each checkpoint step and the summed reward."""
     u = gym_env.unwrapped
-    low, high = u.model.actuator_ctrlrange[:, 0], u.model.actuator_ctrlrange[:, 1]
     mujoco.mj_resetData(u.model, u.data)  # zero warm start, as after gymnasium's reset
     u.set_state(qpos0, qvel0)
     qpos, qvel, total = [], [], 0.0
-    for t, a in enumerate(actions, start=1):
-        total += u.step(low + (a.astype(np.float64) + 1.0) * 0.5 * (high - low))[1]
+    for t, ctrl in enumerate(_gym_ctrl(u.model, actions), start=1):
+        total += u.step(ctrl)[1]
         if t in checkpoints:
             qpos.append(u.data.qpos.copy())
             qvel.append(u.data.qvel.copy())

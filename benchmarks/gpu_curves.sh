@@ -16,7 +16,8 @@
 # other, not with a run that had the GPU alone. At most 3 variants: only 8 files come back from
 # $OUT (e1.json; per variant NAME_summary.md and NAME_curve.csv, or for brax NAME_log.txt and
 # NAME_metrics.jsonl; curves.tgz with every log, metrics.jsonl, config.json, exported policy).
-# A try on CPU (InvertedPendulum, tiny sizes; ~5 min on 2 cores): with the project's venv active,
+# CALL_END (default 560) is the second of the call by which the curves must stop: lower it by
+# what the command ran before this script. A try on CPU (InvertedPendulum, tiny sizes; ~5 min on 2 cores): with the project's venv active,
 #   CHECK_ARGS=--tiny OUT=/tmp/gc bash benchmarks/gpu_curves.sh test a="" b="--gamma 0.97"
 set -u
 commit=$1; shift
@@ -35,7 +36,7 @@ if [ -n "$e1" ]; then  # alone on the GPU; its three compiles take ~100 s on an 
   timeout 130 python3 benchmarks/train_throughput.py --env humanoid $e1 --out "$out/e1.json" 2>&1 | tail -n 25
 fi
 
-left=$((560 - SECONDS))  # of the 600 s call, less ~40 s to stop, save and pack
+left=$((${CALL_END:-560} - SECONDS))  # of the 600 s call, less ~40 s to stop, save and pack
 export XLA_PYTHON_CLIENT_MEM_FRACTION=$(python3 -c "print(round(0.9 / $#, 2))")
 names=()
 for variant in "$@"; do

@@ -475,8 +475,10 @@ def parse_curve(a, record) -> Optional[dict]:
         shutil.copy(config_path, os.path.join(a.out, "curve", "config.json"))
     result = dict(run, rows=len(rows))
     if run.get("killed_after_grace"):
+        # It can save its checkpoint and still be finishing an evaluation on host threads.
+        saved = "after saving its checkpoint" if run.get("checkpoint_saved_on_sigint") else "(no checkpoint)"
         record["warnings"].append(f"train.py did not exit within {CURVE_GRACE_S:.0f} s of SIGINT and was killed "
-                                  "(no checkpoint); the metrics rows are complete")
+                                  f"{saved}; the metrics rows are complete")
     if not rows:
         result["error"] = "no metrics rows (the run did not get past its start-up in the box?)"
         return result
@@ -651,7 +653,7 @@ def worker_curve(a: argparse.Namespace) -> int:
             if not killed and time.monotonic() - sigint_at > spec["grace"]:
                 proc.kill()  # the one process this worker started
                 killed = True
-                print(f"no exit {spec['grace']:.0f} s after SIGINT: killed (no checkpoint)", flush=True)
+                print(f"no exit {spec['grace']:.0f} s after SIGINT: killed", flush=True)
             continue
         elapsed = time.monotonic() - t0
         if elapsed >= spec["box"]:

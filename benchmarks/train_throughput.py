@@ -256,12 +256,20 @@ def update_flops(cfg: Config, observation_size: int, action_size: int) -> dict[s
     batch = Transition(obs=f32(b, o), action=f32(b, a), reward=f32(b), next_obs=f32(b, o), terminated=f32(b))
     update = jax.jit(agent.update).lower(st, Hyper.from_config(cfg, a), batch,
                                          jax.ShapeDtypeStruct((), jnp.int32), jax.random.PRNGKey(0))
-    out = dict(gflop_per_update=update.cost_analysis()["flops"] / 1e9, candidate_gflop=0.0)
+    out = dict(gflop_per_update=_flops(update) / 1e9, candidate_gflop=0.0)
     if cfg.algo == "savgo":
         p, k = cfg.actor_batch, cfg.num_candidates
         scoring = jax.jit(agent._score_candidates).lower(st, f32(p, 1, o), f32(p, k, a))
-        out["candidate_gflop"] = scoring.cost_analysis()["flops"] / 1e9
+        out["candidate_gflop"] = _flops(scoring) / 1e9
     return out
+
+
+def _flops(lowered) -> float:
+    """XLA's operation count of a lowered (not compiled) program."""
+    cost = lowered.cost_analysis()
+    if not cost:  # None on the H200's CUDA plugin (jax 0.11.2); the count does not depend on the machine
+        raise RuntimeError("this backend has no cost analysis before compiling; run --flops-only on a CPU")
+    return cost["flops"]
 
 
 def flops_table(cfg: Config, env) -> dict[str, Any]:

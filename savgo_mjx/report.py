@@ -294,8 +294,10 @@ def bootstrap_ci(x: np.ndarray, statistic=iqm, n_boot: int = 2000, level: float 
     return float(lo), float(hi)
 
 
-def _std(x: np.ndarray) -> float:
-    return float(np.std(x, ddof=1)) if len(x) > 1 else 0.0
+def _std(x: np.ndarray) -> Optional[float]:
+    """Sample std (ddof=1); None for one seed, where it is undefined (a printed 0.0 would read as
+    "no spread")."""
+    return float(np.std(x, ddof=1)) if len(x) > 1 else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -312,9 +314,9 @@ class Summary:
     wall_s: float
     """Mean over seeds of the wall-clock seconds at the last evaluation."""
     final_mean: float
-    final_std: float
+    final_std: Optional[float]  # None with one seed
     best_mean: float
-    best_std: float
+    best_std: Optional[float]
     iqm: float
     iqm_ci_low: float
     iqm_ci_high: float

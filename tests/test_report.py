@@ -167,6 +167,7 @@ def test_table_numbers_figures_and_paper_column(runs, tmp_path, capsys):
     assert (float(savgo["paper_mean"]), float(savgo["paper_std"])) == (3573.0, 114.0)  # Hopper SAVGO
     assert float(rows["SAC"]["paper_mean"]) == 3371.0 and rows["B1"]["paper_mean"] == ""
     assert float(rows["B1"]["final_mean"]) == 6.0 and float(rows["B1"]["best_mean"]) == 8.0
+    assert rows["B1"]["seeds"] == "1" and rows["B1"]["final_std"] == ""  # no std from one seed
     md = open(os.path.join(out, "results.md")).read()
     assert "| B1 | uniform kernel weights" in md and "fails to learn" in md and "-594.0" in md
     png = os.path.join(out, "hopper.png")
@@ -183,7 +184,7 @@ def test_paper_ablation_numbers_appear_for_halfcheetah(tmp_path):
     b = make_run(tmp_path / "a1", dataclasses.replace(cfg, ablation="A1", **ABLATIONS["A1"]),
                  {0: [(3000, 1.0, 9000.0)]})
     text = report.report([str(tmp_path)], str(tmp_path / "out"), n_boot=10).markdown  # a folder of runs
-    assert ("| A1 | random, frozen embedding trunk | 9000.0 ± 0.0 | -1000.0 | "
+    assert ("| A1 | random, frozen embedding trunk | 9000.0 | -1000.0 | "
             "about 8400 vs SAVGO 10400 (Δ -2000) |") in text
     assert a and b
 

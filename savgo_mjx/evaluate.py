@@ -253,7 +253,7 @@ def format_result(r: dict[str, Any]) -> str:
     gym = (f"Gymnasium {r['gym_id']} {r['gym_return']:.1f} +- {r['gym_return_std']:.1f} "
            f"({r['episodes']} episodes, mean length {np.mean(r['gym_lengths']):.0f})")
     if r["mjx_eval_return"] is None:
-        mjx = "MJX eval n/a (no eval_return in metrics.jsonl)"
+        mjx = "MJX eval n/a (metrics.jsonl has no MJX evaluation: training evaluated in Gymnasium, or not yet)"
     else:
         std = r["mjx_eval_return_std"]
         mjx = (f"MJX eval {r['mjx_eval_return']:.1f}" + ("" if std is None else f" +- {std:.1f}")

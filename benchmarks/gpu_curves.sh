@@ -17,7 +17,8 @@
 # $OUT (e1.json; per variant NAME_summary.md and NAME_curve.csv, or for brax NAME_log.txt and
 # NAME_metrics.jsonl; curves.tgz with every log, metrics.jsonl, config.json, exported policy).
 # CALL_END (default 560) is the second of the call by which the curves must stop: lower it by
-# what the command ran before this script. A try on CPU (InvertedPendulum, tiny sizes; ~5 min on 2 cores): with the project's venv active,
+# what the command ran before this script.
+# A try on CPU (InvertedPendulum, tiny sizes; ~5 min on 2 cores): with the project's venv active,
 #   CHECK_ARGS=--tiny OUT=/tmp/gc bash benchmarks/gpu_curves.sh test a="" b="--gamma 0.97"
 set -u
 commit=$1; shift

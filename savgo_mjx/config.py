@@ -120,8 +120,9 @@ class Config:
     huber_delta: float = 0.2
     kernel_eps: float = 0.05
     candidate_dtype: Literal["float32", "bfloat16"] = "float32"
-    """Number format of the P x K candidate scoring (target embedding and target critics, no
-    gradient): bfloat16 trades ~3 significant digits for tensor-core matmuls on GPUs."""
+    """Number format of the P x K target-embedding pass of candidate scoring (no gradient):
+    bfloat16 trades ~3 significant digits for tensor-core matmuls on GPUs. The candidates'
+    target Q values are always float32 (bfloat16 cannot resolve their spread)."""
     candidate_noise: float = 0.2
     target_noise: float = 0.2
     tau_start: float = 1.0

@@ -27,8 +27,8 @@ updates_sac the same with `algo="sac"` (a fresh SAC agent, same buffer, same B/G
            per-update cost over SAC's is the ratio asked for (goal <= 1.5).
 updates_bf16 the same SAVGO updates from the same state with `candidate_dtype="bfloat16"` (the
            target trunk's P x K candidate pass in bfloat16, the critics' in float32): its cost
-           over `updates` says what bf16 scoring
-           buys (on CPU bfloat16 is emulated and slower; the question is for GPUs).
+           over `updates` says what bf16 scoring buys (on CPU bfloat16 is emulated and slower;
+           the question is for GPUs).
 `--updates-only` measures just updates, updates_sac and updates_bf16, on a buffer of random transitions
 (`synthetic_state`): no env program is compiled, so a sweep over K, P, M, B or hidden is quick.
 `--flops-only` compiles and runs nothing: it prints XLA's operation count of one SAVGO and one SAC

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -208,7 +209,8 @@ def prepare_updates(trainer: Trainer, ts: TrainState, reps: int, agent_state=Non
     run, first = _chained(fn, agent_state, ts.hyper, ts.buffer, ts.obs_stats, ts.env_steps,
                           jax.random.PRNGKey(11))
     scoring = f", {cfg.candidate_dtype} scoring" if cfg.algo == "savgo" else ""
-    row = dict(name=name, what=f"{cfg.updates_per_iter} x Agent.update ({cfg.algo}, B={cfg.batch_size}{scoring})",
+    actor = f", actor in 1 of {cfg.policy_frequency}" if cfg.policy_frequency > 1 else ""
+    row = dict(name=name, what=f"{cfg.updates_per_iter} x Agent.update ({cfg.algo}, B={cfg.batch_size}{scoring}{actor})",
                first_call_s=first)
     return Bench(row, run, reps, cfg.num_envs, reps * cfg.updates_per_iter)
 
@@ -242,8 +244,8 @@ def prepare_sac_updates(cfg: Config, env, ts: TrainState, reps: int, seed: int) 
 
 
 def update_flops(cfg: Config, observation_size: int, action_size: int) -> dict[str, float]:
-    """XLA's count of floating-point operations in one `Agent.update` at cfg's sizes, and in its
-    P x K candidate scoring alone (`Agent._score_candidates`), from the lowered program on abstract
+    """XLA's count of floating-point operations in one `Agent.update` at cfg's sizes (averaged over
+    the policy delay), and in its P x K candidate scoring alone (`Agent._score_candidates`), from the lowered program on abstract
     shapes: nothing is compiled or run, so it takes a second on any machine.
 
     The count is the HLO's (a matmul [m, k] x [k, n] is 2mkn; the elementwise work is small beside
@@ -255,13 +257,20 @@ def update_flops(cfg: Config, observation_size: int, action_size: int) -> dict[s
     st = jax.eval_shape(agent.init, jax.random.PRNGKey(0))
     b, o, a = cfg.batch_size, observation_size, action_size
     batch = Transition(obs=f32(b, o), action=f32(b, a), reward=f32(b), next_obs=f32(b, o), terminated=f32(b))
-    update = jax.jit(agent.update).lower(st, Hyper.from_config(cfg, a), batch,
-                                         jax.ShapeDtypeStruct((), jnp.int32), jax.random.PRNGKey(0))
-    out = dict(gflop_per_update=_flops(update) / 1e9, candidate_gflop=0.0)
+
+    def gflop(update_actor: bool) -> float:
+        update = jax.jit(functools.partial(agent.update, update_actor=update_actor)).lower(
+            st, Hyper.from_config(cfg, a), batch, jax.ShapeDtypeStruct((), jnp.int32), jax.random.PRNGKey(0))
+        return _flops(update) / 1e9
+
+    # With a policy delay d, one update in d has the actor step: count the average update.
+    d = cfg.policy_frequency
+    out = dict(gflop_per_update=(gflop(True) + (d - 1) * gflop(False)) / d if d > 1 else gflop(True),
+               candidate_gflop=0.0)
     if cfg.algo == "savgo":
         p, k = cfg.actor_batch, cfg.num_candidates
         scoring = jax.jit(agent._score_candidates).lower(st, f32(p, 1, o), f32(p, k, a))
-        out["candidate_gflop"] = _flops(scoring) / 1e9
+        out["candidate_gflop"] = _flops(scoring) / 1e9 / d
     return out
 
 
@@ -379,8 +388,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="inverted_pendulum", choices=sorted(envs.REGISTRY))
     p.add_argument("--physics", default=None, choices=list(envs.PHYSICS), help="default: the preset's")
-    for flag in ("num-envs", "batch-size", "updates-per-iter", "num-candidates", "actor-batch",
-                 "geometry-batch", "hidden", "actor-hidden", "critic-hidden", "buffer-size", "warmup-steps",
+    for flag in ("num-envs", "batch-size", "updates-per-iter", "policy-frequency", "num-candidates",
+                 "actor-batch", "geometry-batch", "hidden", "actor-hidden", "critic-hidden", "buffer-size", "warmup-steps",
                  "n-step"):
         p.add_argument(f"--{flag}", type=int, default=None, help="default: the task's preset")
     p.add_argument("--fast-physics", type=json.loads, default=None, metavar="JSON",
@@ -410,8 +419,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 def make_config(args: argparse.Namespace) -> Config:
     cfg = defaults_for(args.env)
     overrides = {name: getattr(args, name) for name in (
-        "physics", "num_envs", "batch_size", "updates_per_iter", "num_candidates", "actor_batch",
-        "geometry_batch", "hidden", "actor_hidden", "critic_hidden", "buffer_size", "warmup_steps",
+        "physics", "num_envs", "batch_size", "updates_per_iter", "policy_frequency", "num_candidates",
+        "actor_batch", "geometry_batch", "hidden", "actor_hidden", "critic_hidden", "buffer_size", "warmup_steps",
         "n_step") if getattr(args, name) is not None}
     cfg = dataclasses.replace(cfg, algo="savgo", seed=args.seed, progress=False, track=False, **overrides)
     if args.warmup_steps is None:  # learn as soon as one batch is in the buffer
@@ -434,7 +443,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     if args.fast_physics is not None:
         print(f"fast_physics replaced by {args.fast_physics}")
     print(f"{cfg.env} physics={cfg.physics} N={cfg.num_envs} B={cfg.batch_size} G={cfg.updates_per_iter} "
-          f"K={cfg.num_candidates} P={cfg.actor_batch} M={cfg.geometry_batch} hidden={cfg.hidden} n_step={cfg.n_step} "
+          f"policy_frequency={cfg.policy_frequency} K={cfg.num_candidates} P={cfg.actor_batch} M={cfg.geometry_batch} hidden={cfg.hidden} n_step={cfg.n_step} "
           f"buffer={cfg.buffer_size} warmup={cfg.warmup_steps}", flush=True)
     env = env_throughput.make_env(cfg.env, cfg.physics, args.fast_physics, cfg.rk4_stage_unroll)
     try:  # a count the backend cannot give must not cost the timed measurements

@@ -179,14 +179,16 @@ class Agent:
 
     def update(
         self, st: AgentState, hp: Hyper, batch: Transition, env_steps: jax.Array, key: jax.Array,
-        bootstrap: Bootstrap | None = None,
+        bootstrap: Bootstrap | None = None, update_actor: bool = True,
     ) -> tuple[AgentState, dict[str, jax.Array]]:
         """One update on a batch of B transitions whose observations are already normalised.
 
         `bootstrap` is the critic's TD target for those rows (an n-step return from the replay
         buffer, its next_obs normalised too); None means the one-step target of `batch`. The
         geometry loss always uses the one-step transition: its value signal and temporal mixing
-        are defined on (s, a, r, s')."""
+        are defined on (s, a, r, s'). With `update_actor` False (static: the policy delay of
+        cfg.policy_frequency) the actor and temperature are left as they are, and so are their
+        metrics: only the critic, embedding and targets move."""
         cfg = self.cfg
         boot = one_step_bootstrap(batch, hp.gamma) if bootstrap is None else bootstrap
         k_critic, k_geo, k_actor = jax.random.split(key, 3)
@@ -231,26 +233,11 @@ class Agent:
             embed, embed_opt = self._apply(self.embed_tx, grads, st.embed_opt, st.embed)
             metrics.update(geometry_loss=geometry_loss)
 
-        # Actor.
-        tau = losses.tau_schedule(env_steps, hp.tau_start, hp.tau_end, hp.tau_anneal_steps)
-        if cfg.algo == "savgo":
-            actor_loss_fn = self._kernel_actor_loss(st, hp, batch, embed, alpha, tau, k_actor)
-        else:
-            actor_loss_fn = self._sac_actor_loss(batch, critic, alpha, k_actor)
-        train_trunk = cfg.algo == "savgo" and cfg.trunk == "actor_only"
-        argnums = (0, 1) if train_trunk else 0
-        (actor_loss, aux), grads = jax.value_and_grad(actor_loss_fn, argnums, has_aux=True)(st.actor, embed)
-        if train_trunk:
-            grads, embed_grads = grads
-            embed, embed_opt = self._apply(self.embed_tx, embed_grads, embed_opt, embed)
-        actor, actor_opt = self._apply(self.actor_tx, grads, st.actor_opt, st.actor)
-        log_prob = jax.lax.stop_gradient(aux.pop("log_prob"))
-        metrics.update(actor_loss=actor_loss, tau=tau, entropy=-log_prob.mean(), **aux)
-
-        # Temperature.
-        alpha_loss, grad = jax.value_and_grad(losses.alpha_loss)(st.log_alpha, log_prob, hp.target_entropy)
-        log_alpha, alpha_opt = self._apply(self.alpha_tx, grad, st.alpha_opt, st.log_alpha)
-        metrics.update(alpha_loss=alpha_loss, alpha=jnp.exp(log_alpha), beta=beta)
+        actor, actor_opt, log_alpha, alpha_opt = st.actor, st.actor_opt, st.log_alpha, st.alpha_opt
+        if update_actor:
+            actor, actor_opt, embed, embed_opt, log_alpha, alpha_opt = self._update_actor(
+                st, hp, batch, env_steps, k_actor, critic, embed, embed_opt, metrics)
+        metrics.update(beta=beta)
 
         # Polyak targets (a random frozen trunk stays as it was drawn).
         critic_target = losses.polyak(st.critic_target, critic, hp.target_rate)
@@ -264,6 +251,33 @@ class Agent:
             critic_opt=critic_opt, embed_opt=embed_opt, alpha_opt=alpha_opt,
         )
         return new, metrics
+
+    def _update_actor(self, st, hp, batch, env_steps, key, critic, embed, embed_opt, metrics):
+        """The actor step, then the temperature step; adds their metrics to `metrics`. `critic`,
+        `embed` are this update's new critic and trunk (the SAC actor and the kernel's anchor use
+        them); the actor-only ablation trains the trunk here too."""
+        cfg = self.cfg
+        alpha = jnp.exp(st.log_alpha)
+        tau = losses.tau_schedule(env_steps, hp.tau_start, hp.tau_end, hp.tau_anneal_steps)
+        if cfg.algo == "savgo":
+            actor_loss_fn = self._kernel_actor_loss(st, hp, batch, embed, alpha, tau, key)
+        else:
+            actor_loss_fn = self._sac_actor_loss(batch, critic, alpha, key)
+        train_trunk = cfg.algo == "savgo" and cfg.trunk == "actor_only"
+        argnums = (0, 1) if train_trunk else 0
+        (actor_loss, aux), grads = jax.value_and_grad(actor_loss_fn, argnums, has_aux=True)(st.actor, embed)
+        if train_trunk:
+            grads, embed_grads = grads
+            embed, embed_opt = self._apply(self.embed_tx, embed_grads, embed_opt, embed)
+        actor, actor_opt = self._apply(self.actor_tx, grads, st.actor_opt, st.actor)
+        log_prob = jax.lax.stop_gradient(aux.pop("log_prob"))
+        metrics.update(actor_loss=actor_loss, tau=tau, entropy=-log_prob.mean(), **aux)
+
+        # Temperature.
+        alpha_loss, grad = jax.value_and_grad(losses.alpha_loss)(st.log_alpha, log_prob, hp.target_entropy)
+        log_alpha, alpha_opt = self._apply(self.alpha_tx, grad, st.alpha_opt, st.log_alpha)
+        metrics.update(alpha_loss=alpha_loss, alpha=jnp.exp(log_alpha))
+        return actor, actor_opt, embed, embed_opt, log_alpha, alpha_opt
 
     def _kernel_actor_loss(self, st, hp, batch, embed, alpha, tau, key):
         """SAVGO's actor: the value reaches the actor only through the kernel weights W."""

@@ -67,6 +67,10 @@ class Config:
     """B: transitions per gradient update (critic loss)."""
     updates_per_iter: int = 4
     """G: gradient updates after each vector step. Replay ratio = G * B / N."""
+    policy_frequency: int = 1
+    """The actor and its temperature update on every n-th of the G updates (critics and embedding
+    on every one), FastSAC's and TD3's policy delay; G must divide by it. SAVGO's candidate
+    scoring is in the actor update, so 2 halves its cost per iteration."""
     n_step: int = 1
     """Critic targets from n-step returns (1: the paper's one-step target). Each env's return
     stops at its episode's end and at the newest data; the geometry loss stays one-step."""
@@ -253,6 +257,7 @@ def validate(cfg: Config, observation_size: int = 0, action_size: int = 0) -> No
     if cfg.env not in envs.REGISTRY:
         raise ConfigError(f"unknown env {cfg.env!r}; valid names: {', '.join(sorted(envs.REGISTRY))}")
     positive = ["num_seeds", "devices", "num_envs", "total_steps", "buffer_size", "batch_size", "updates_per_iter",
+                "policy_frequency",
                 "geometry_batch", "actor_batch", "num_candidates", "eval_envs", "log_every", "hidden",
                 "n_step", "eval_workers"]
     for name in positive:
@@ -299,6 +304,10 @@ def validate(cfg: Config, observation_size: int = 0, action_size: int = 0) -> No
     if cfg.geometry_batch > cfg.batch_size or cfg.actor_batch > cfg.batch_size:
         raise ConfigError(f"--geometry-batch ({cfg.geometry_batch}) and --actor-batch "
                           f"({cfg.actor_batch}) must not exceed --batch-size ({cfg.batch_size})")
+    if cfg.updates_per_iter % cfg.policy_frequency:
+        raise ConfigError(f"--updates-per-iter ({cfg.updates_per_iter}) must divide by "
+                          f"--policy-frequency ({cfg.policy_frequency}): the actor updates once "
+                          f"in every {cfg.policy_frequency} of them")
     if cfg.geometry_batch < 2:
         raise ConfigError("--geometry-batch must be at least 2 (the loss is over pairs)")
     if cfg.resume and cfg.run_dir is None:

@@ -185,9 +185,11 @@ class Trainer:
         return (ts.env_steps >= self.cfg.warmup_steps) & (size >= self.local.batch_size)
 
     def learn(self, ts: TrainState, key: jax.Array) -> tuple[AgentState, dict[str, jax.Array]]:
-        """G gradient updates, each on B freshly sampled transitions. Returns mean metrics."""
+        """G gradient updates, each on B freshly sampled transitions; the actor takes part in the
+        last of every `policy_frequency` of them. Returns mean metrics of the updates the actor
+        took part in (so every metric averages over the same updates)."""
 
-        def one_update(agent_state, key):
+        def one_update(agent_state, key, update_actor=True):
             k_sample, k_update = jax.random.split(key)
             rows = sample_rows(ts.buffer, k_sample, self.local.batch_size)
             batch = gather(ts.buffer, rows)
@@ -199,10 +201,20 @@ class Trainer:
             if self.cfg.n_step > 1:
                 boot = n_step_bootstrap(ts.buffer, rows, self.cfg.n_step, self.local.num_envs, ts.hyper.gamma)
                 boot = boot.replace(next_obs=self._normalize(ts.obs_stats, boot.next_obs))
-            return self.agent.update(agent_state, ts.hyper, batch, ts.env_steps, k_update, boot)
+            return self.agent.update(agent_state, ts.hyper, batch, ts.env_steps, k_update, boot,
+                                     update_actor=update_actor)
+
+        delay = self.cfg.policy_frequency
+
+        def block(agent_state, keys):  # keys [delay, ...]: critic-only updates, then a full one
+            if delay > 1:
+                critic_only = lambda st, k: (one_update(st, k, update_actor=False)[0], None)  # noqa: E731
+                agent_state, _ = jax.lax.scan(critic_only, agent_state, keys[:-1])
+            return one_update(agent_state, keys[-1])
 
         keys = jax.random.split(key, self.cfg.updates_per_iter)
-        agent_state, metrics = jax.lax.scan(one_update, ts.agent, keys)
+        keys = keys.reshape((-1, delay) + keys.shape[1:])
+        agent_state, metrics = jax.lax.scan(block, ts.agent, keys)
         return agent_state, jax.tree.map(jnp.mean, metrics)
 
     def iteration(self, ts: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:

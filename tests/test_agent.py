@@ -227,3 +227,24 @@ def test_bfloat16_candidate_scoring_keeps_the_candidates_q_differences_exact():
     new, _ = jax.jit(half.update)(state, Hyper.from_config(SMALL, ACT), _batch(), jnp.int32(10_000),
                                   jax.random.PRNGKey(1))
     assert _finite(new) and not _same(new.actor, state.actor)
+
+
+@pytest.mark.parametrize("algo", ["savgo", "sac"])
+def test_a_critic_only_update_leaves_the_actor_and_temperature_alone(algo):
+    """The policy delay's other updates (--policy-frequency): critic, embedding and targets
+    move exactly as in a full update; the actor, its temperature and their optimisers do not."""
+    cfg = dataclasses.replace(SMALL, algo=algo)
+    agent = Agent(cfg, OBS, ACT)
+    state = agent.init(jax.random.PRNGKey(0))
+    args = (state, Hyper.from_config(cfg, ACT), _batch(), jnp.int32(10_000), jax.random.PRNGKey(1))
+    full, full_metrics = jax.jit(agent.update)(*args)
+    critic_only, metrics = jax.jit(lambda *a: agent.update(*a, update_actor=False))(*args)
+    for name in ("actor", "actor_opt", "log_alpha", "alpha_opt"):
+        assert _same(getattr(critic_only, name), getattr(state, name)), name
+        assert not _same(getattr(full, name), getattr(state, name)), name
+    # Two programs: XLA may fuse them differently, so equal to float32 rounding, not bitwise.
+    for name in ("critic", "critic_target", "critic_opt", "embed", "embed_target", "beta"):
+        for a, b in zip(jax.tree.leaves(getattr(critic_only, name)), jax.tree.leaves(getattr(full, name))):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7, err_msg=name)
+    assert "actor_loss" not in metrics and "alpha" not in metrics
+    np.testing.assert_allclose(metrics["critic_loss"], full_metrics["critic_loss"], rtol=1e-6)

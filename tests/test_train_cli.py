@@ -36,6 +36,9 @@ def test_rk4_stage_unroll_outside_1_to_3_is_refused():
     (["--sweep", "gamma=0.99,1.5"], "--gamma must be in [0, 1], got 1.5"),
     (["--sweep", "embed_target_rate=0.005,0"], "--embed-target-rate must be in (0, 1], got 0.0"),
     (["--eval-backend", "gymnasium", "--eval-workers", "0"], "--eval-workers must be positive"),
+    (["--updates-per-iter", "4", "--policy-frequency", "3"],
+     "--updates-per-iter (4) must divide by --policy-frequency (3)"),
+    (["--policy-frequency", "0"], "--policy-frequency must be positive"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(args, message, capsys, tmp_path):
     code = train.main(args + ["--run-dir", str(tmp_path / "run")] if "--resume" not in args else args)

@@ -212,6 +212,22 @@ def test_each_member_gets_its_own_seed_and_swept_values():
     np.testing.assert_array_equal(ts.env.obs[1], ts.env.obs[3])
 
 
+def test_policy_frequency_updates_the_actor_once_in_every_that_many_updates():
+    """G = 4 updates with --policy-frequency 2: the critic and trunk step 4 times, the actor and
+    its temperature twice (Adam's step counts say so), for SAVGO and for SAC."""
+    import envs
+
+    for algo in ("savgo", "sac"):
+        cfg = dataclasses.replace(TINY, algo=algo, updates_per_iter=4, policy_frequency=2)
+        trainer = Trainer(cfg, envs.make(cfg.env))
+        ts = trainer.init(0)
+        agent, metrics = jax.jit(trainer.learn)(ts, jax.random.PRNGKey(1))
+        steps = lambda opt: int(opt[-1].count)  # noqa: E731  inject_hyperparams counts its updates
+        assert (steps(agent.critic_opt), steps(agent.embed_opt)) == (4, 4 if algo == "savgo" else 0)
+        assert (steps(agent.actor_opt), steps(agent.alpha_opt)) == (2, 2)
+        assert np.isfinite(metrics["actor_loss"]) and np.isfinite(metrics["critic_loss"])
+
+
 def test_adam_betas_are_traced_per_member_and_change_the_updates():
     import envs
 

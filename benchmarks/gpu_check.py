@@ -926,7 +926,8 @@ def summary_markdown(s: dict) -> str:
                   f"{_f(r.get('critic_loss_max'), '.3g')} (2.4e7 before the normaliser fix, docs/TUNING.md F1)",
                   "- actor at the last log point: " + ", ".join(
                       f"{k} {_f(v, '.3g')}" for k, v in (r.get("actor_last") or {}).items())
-                  + " (SAVGO's kernel is flat and its entropy high until alpha is ~1e-5: docs/TUNING.md F11)",
+                  + (" (SAVGO's kernel is flat and its entropy high until alpha is ~1e-5: docs/TUNING.md F11)"
+                     if (r.get("actor_last") or {}).get("kernel_value_gain") is not None else ""),
                   f"- files: `curve.csv`, `{r.get('curve_png', 'no png')}` ({r.get('png_backend')}), "
                   "`curve/metrics.jsonl`, `curve/config.json`",
                   "- wall_s is train.py's clock (compile + training; imports and init before it not counted)"]

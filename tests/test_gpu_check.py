@@ -181,6 +181,7 @@ def test_compile_and_curve_orchestration_with_a_stand_in_train_py(tmp_path):
     assert "## compile:" in md and "## curve:" in md and "SIGINT at" in md
     assert "critic loss: first logged 12.5, largest 12.5" in md
     assert "actor at the last log point: entropy" in md and "alpha 0.5" in md
+    assert "kernel is flat" not in md  # the SAVGO remark only where kernel diagnostics were logged
 
 
 def test_after_the_curve_only_the_second_start_up_runs(tmp_path):

@@ -244,9 +244,10 @@ def prepare_sac_updates(cfg: Config, env, ts: TrainState, reps: int, seed: int) 
 
 
 def update_flops(cfg: Config, observation_size: int, action_size: int) -> dict[str, float]:
-    """XLA's count of floating-point operations in one `Agent.update` at cfg's sizes (averaged over
-    the policy delay), and in its P x K candidate scoring alone (`Agent._score_candidates`), from the lowered program on abstract
-    shapes: nothing is compiled or run, so it takes a second on any machine.
+    """XLA's count of floating-point operations in one `Agent.update` at cfg's sizes (averaged
+    over the policy delay), and in its P x K candidate scoring alone (`Agent._score_candidates`),
+    from the lowered program on abstract shapes: nothing is compiled or run, so it takes a second
+    on any machine.
 
     The count is the HLO's (a matmul [m, k] x [k, n] is 2mkn; the elementwise work is small beside
     it), the same on every backend, and independent of dtype: it says how much work there is, not
@@ -265,8 +266,8 @@ def update_flops(cfg: Config, observation_size: int, action_size: int) -> dict[s
 
     # With a policy delay d, one update in d has the actor step: count the average update.
     d = cfg.policy_frequency
-    out = dict(gflop_per_update=(gflop(True) + (d - 1) * gflop(False)) / d if d > 1 else gflop(True),
-               candidate_gflop=0.0)
+    full = gflop(True)
+    out = dict(gflop_per_update=full if d == 1 else (full + (d - 1) * gflop(False)) / d, candidate_gflop=0.0)
     if cfg.algo == "savgo":
         p, k = cfg.actor_batch, cfg.num_candidates
         scoring = jax.jit(agent._score_candidates).lower(st, f32(p, 1, o), f32(p, k, a))
@@ -389,8 +390,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--env", default="inverted_pendulum", choices=sorted(envs.REGISTRY))
     p.add_argument("--physics", default=None, choices=list(envs.PHYSICS), help="default: the preset's")
     for flag in ("num-envs", "batch-size", "updates-per-iter", "policy-frequency", "num-candidates",
-                 "actor-batch", "geometry-batch", "hidden", "actor-hidden", "critic-hidden", "buffer-size", "warmup-steps",
-                 "n-step"):
+                 "actor-batch", "geometry-batch", "hidden", "actor-hidden", "critic-hidden", "buffer-size",
+                 "warmup-steps", "n-step"):
         p.add_argument(f"--{flag}", type=int, default=None, help="default: the task's preset")
     p.add_argument("--fast-physics", type=json.loads, default=None, metavar="JSON",
                    help="with --physics fast: replaces the task's fast_physics (a candidate setting)")
@@ -420,8 +421,8 @@ def make_config(args: argparse.Namespace) -> Config:
     cfg = defaults_for(args.env)
     overrides = {name: getattr(args, name) for name in (
         "physics", "num_envs", "batch_size", "updates_per_iter", "policy_frequency", "num_candidates",
-        "actor_batch", "geometry_batch", "hidden", "actor_hidden", "critic_hidden", "buffer_size", "warmup_steps",
-        "n_step") if getattr(args, name) is not None}
+        "actor_batch", "geometry_batch", "hidden", "actor_hidden", "critic_hidden", "buffer_size",
+        "warmup_steps", "n_step") if getattr(args, name) is not None}
     cfg = dataclasses.replace(cfg, algo="savgo", seed=args.seed, progress=False, track=False, **overrides)
     if args.warmup_steps is None:  # learn as soon as one batch is in the buffer
         cfg = dataclasses.replace(cfg, warmup_steps=cfg.batch_size)
@@ -443,7 +444,8 @@ def main(argv: Optional[list[str]] = None) -> dict:
     if args.fast_physics is not None:
         print(f"fast_physics replaced by {args.fast_physics}")
     print(f"{cfg.env} physics={cfg.physics} N={cfg.num_envs} B={cfg.batch_size} G={cfg.updates_per_iter} "
-          f"policy_frequency={cfg.policy_frequency} K={cfg.num_candidates} P={cfg.actor_batch} M={cfg.geometry_batch} hidden={cfg.hidden} n_step={cfg.n_step} "
+          f"policy_frequency={cfg.policy_frequency} K={cfg.num_candidates} P={cfg.actor_batch} "
+          f"M={cfg.geometry_batch} hidden={cfg.hidden} n_step={cfg.n_step} "
           f"buffer={cfg.buffer_size} warmup={cfg.warmup_steps}", flush=True)
     env = env_throughput.make_env(cfg.env, cfg.physics, args.fast_physics, cfg.rk4_stage_unroll)
     try:  # a count the backend cannot give must not cost the timed measurements

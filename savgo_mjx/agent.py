@@ -235,8 +235,9 @@ class Agent:
 
         actor, actor_opt, log_alpha, alpha_opt = st.actor, st.actor_opt, st.log_alpha, st.alpha_opt
         if update_actor:
-            actor, actor_opt, embed, embed_opt, log_alpha, alpha_opt = self._update_actor(
-                st, hp, batch, env_steps, k_actor, critic, embed, embed_opt, metrics)
+            (actor, actor_opt, embed, embed_opt, log_alpha, alpha_opt), actor_metrics = self._update_actor(
+                st, hp, batch, env_steps, k_actor, critic, embed, embed_opt)
+            metrics.update(actor_metrics)
         metrics.update(beta=beta)
 
         # Polyak targets (a random frozen trunk stays as it was drawn).
@@ -252,10 +253,11 @@ class Agent:
         )
         return new, metrics
 
-    def _update_actor(self, st, hp, batch, env_steps, key, critic, embed, embed_opt, metrics):
-        """The actor step, then the temperature step; adds their metrics to `metrics`. `critic`,
-        `embed` are this update's new critic and trunk (the SAC actor and the kernel's anchor use
-        them); the actor-only ablation trains the trunk here too."""
+    def _update_actor(self, st, hp, batch, env_steps, key, critic, embed, embed_opt):
+        """The actor step, then the temperature step; returns the new (actor, actor_opt, embed,
+        embed_opt, log_alpha, alpha_opt) and their metrics. `critic`, `embed` are this update's
+        new critic and trunk (the SAC actor and the kernel's anchor use them); the actor-only
+        ablation trains the trunk here too."""
         cfg = self.cfg
         alpha = jnp.exp(st.log_alpha)
         tau = losses.tau_schedule(env_steps, hp.tau_start, hp.tau_end, hp.tau_anneal_steps)
@@ -271,13 +273,13 @@ class Agent:
             embed, embed_opt = self._apply(self.embed_tx, embed_grads, embed_opt, embed)
         actor, actor_opt = self._apply(self.actor_tx, grads, st.actor_opt, st.actor)
         log_prob = jax.lax.stop_gradient(aux.pop("log_prob"))
-        metrics.update(actor_loss=actor_loss, tau=tau, entropy=-log_prob.mean(), **aux)
+        metrics = dict(actor_loss=actor_loss, tau=tau, entropy=-log_prob.mean(), **aux)
 
         # Temperature.
         alpha_loss, grad = jax.value_and_grad(losses.alpha_loss)(st.log_alpha, log_prob, hp.target_entropy)
         log_alpha, alpha_opt = self._apply(self.alpha_tx, grad, st.alpha_opt, st.log_alpha)
         metrics.update(alpha_loss=alpha_loss, alpha=jnp.exp(log_alpha))
-        return actor, actor_opt, embed, embed_opt, log_alpha, alpha_opt
+        return (actor, actor_opt, embed, embed_opt, log_alpha, alpha_opt), metrics
 
     def _kernel_actor_loss(self, st, hp, batch, embed, alpha, tau, key):
         """SAVGO's actor: the value reaches the actor only through the kernel weights W."""

@@ -257,9 +257,8 @@ def validate(cfg: Config, observation_size: int = 0, action_size: int = 0) -> No
     if cfg.env not in envs.REGISTRY:
         raise ConfigError(f"unknown env {cfg.env!r}; valid names: {', '.join(sorted(envs.REGISTRY))}")
     positive = ["num_seeds", "devices", "num_envs", "total_steps", "buffer_size", "batch_size", "updates_per_iter",
-                "policy_frequency",
-                "geometry_batch", "actor_batch", "num_candidates", "eval_envs", "log_every", "hidden",
-                "n_step", "eval_workers"]
+                "policy_frequency", "geometry_batch", "actor_batch", "num_candidates", "eval_envs", "log_every",
+                "hidden", "n_step", "eval_workers"]
     for name in positive:
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")

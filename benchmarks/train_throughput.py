@@ -29,7 +29,10 @@ updates_bf16 the same SAVGO updates from the same state with `candidate_dtype="b
            target trunk's P x K candidate pass in bfloat16, the critics' in float32): its cost
            over `updates` says what bf16 scoring buys (on CPU bfloat16 is emulated and slower;
            the question is for GPUs).
-`--updates-only` measures just updates, updates_sac and updates_bf16, on a buffer of random transitions
+updates_tf32, updates_sac_tf32 the SAVGO and SAC updates with `update_precision="tensorfloat32"`
+           (their network matmuls on TF32 tensor cores; SAVGO's candidate Q values stay float32):
+           their cost over `updates` / `updates_sac` says what TF32 buys (nothing on CPU).
+`--updates-only` measures just the five update parts, on a buffer of random transitions
 (`synthetic_state`): no env program is compiled, so a sweep over K, P, M, B or hidden is quick.
 `--flops-only` compiles and runs nothing: it prints XLA's operation count of one SAVGO and one SAC
 update at the chosen sizes (see `update_flops`), a machine-independent floor of their cost ratio.
@@ -71,7 +74,8 @@ from savgo_mjx.normalize import init_stats, normalize, update_stats  # noqa: E40
 from savgo_mjx.replay import Transition, init_buffer, insert  # noqa: E402
 from savgo_mjx.trainer import Trainer, TrainState  # noqa: E402
 
-PARTS = ("raw_env", "env_step", "insert", "updates", "updates_sac", "updates_bf16")
+UPDATE_PARTS = ("updates", "updates_sac", "updates_bf16", "updates_tf32", "updates_sac_tf32")
+PARTS = ("raw_env", "env_step", "insert", *UPDATE_PARTS)
 """What --parts can select; e2e (the warmed-up state the parts start from) always runs."""
 
 
@@ -210,7 +214,9 @@ def prepare_updates(trainer: Trainer, ts: TrainState, reps: int, agent_state=Non
                           jax.random.PRNGKey(11))
     scoring = f", {cfg.candidate_dtype} scoring" if cfg.algo == "savgo" else ""
     actor = f", actor in 1 of {cfg.policy_frequency}" if cfg.policy_frequency > 1 else ""
-    row = dict(name=name, what=f"{cfg.updates_per_iter} x Agent.update ({cfg.algo}, B={cfg.batch_size}{scoring}{actor})",
+    matmuls = f", {cfg.update_precision} matmuls" if cfg.update_precision != "float32" else ""
+    row = dict(name=name, what=f"{cfg.updates_per_iter} x Agent.update ({cfg.algo}, B={cfg.batch_size}"
+                               f"{scoring}{actor}{matmuls})",
                first_call_s=first)
     return Bench(row, run, reps, cfg.num_envs, reps * cfg.updates_per_iter)
 
@@ -236,11 +242,11 @@ def synthetic_state(trainer: Trainer, seed: int, rows: int = 16_384):
     )
 
 
-def prepare_sac_updates(cfg: Config, env, ts: TrainState, reps: int, seed: int) -> Bench:
+def prepare_sac_updates(cfg: Config, env, ts: TrainState, reps: int, seed: int, name="updates_sac") -> Bench:
     """The same G updates with algo="sac": a fresh SAC agent on the same buffer and sizes."""
     trainer = Trainer(dataclasses.replace(cfg, algo="sac"), env)
     agent_state = jax.jit(trainer.agent.init)(jax.random.PRNGKey(seed + 5))
-    return prepare_updates(trainer, ts, reps, agent_state, name="updates_sac")
+    return prepare_updates(trainer, ts, reps, agent_state, name=name)
 
 
 def update_flops(cfg: Config, observation_size: int, action_size: int) -> dict[str, float]:
@@ -324,6 +330,13 @@ def compute_ratios(rows: list[dict]) -> dict[str, Any]:
     if "updates" in ok and "updates_bf16" in ok:
         out["bf16_over_f32_scoring_update_cost"] = (ok["updates_bf16"]["ms_per_update"]
                                                     / ok["updates"]["ms_per_update"])
+    for base, tf32, key in (("updates", "updates_tf32", "tf32_over_f32_savgo_update_cost"),
+                            ("updates_sac", "updates_sac_tf32", "tf32_over_f32_sac_update_cost")):
+        if base in ok and tf32 in ok:
+            out[key] = ok[tf32]["ms_per_update"] / ok[base]["ms_per_update"]
+    if "updates_tf32" in ok and "updates_sac_tf32" in ok:
+        out["savgo_over_sac_update_cost_tf32"] = (ok["updates_tf32"]["ms_per_update"]
+                                                  / ok["updates_sac_tf32"]["ms_per_update"])
     if "e2e" in ok and "raw_env" in ok:
         out["train_over_raw_env_steps_per_s"] = ok["e2e"]["steps_per_s"] / ok["raw_env"]["steps_per_s"]
     parts = [p for p in ("env_step", "insert", "updates") if p in ok]
@@ -342,8 +355,8 @@ def add_achieved_tflops(rows: list[dict], flops: dict[str, Any]) -> None:
     rest (elementwise passes, kernel launches) bound it."""
     if not flops:
         return
-    gflop = {"updates": flops["savgo_gflop_per_update"], "updates_bf16": flops["savgo_gflop_per_update"],
-             "updates_sac": flops["sac_gflop_per_update"]}
+    gflop = {name: flops["sac_gflop_per_update" if "sac" in name else "savgo_gflop_per_update"]
+             for name in UPDATE_PARTS}
     for r in rows:
         if r["name"] in gflop and r.get("ms_per_update"):
             r["achieved_tflop_per_s"] = gflop[r["name"]] / r["ms_per_update"]
@@ -379,6 +392,11 @@ def print_table(rows: list[dict], ratios: dict, cfg: Config) -> None:
     if "bf16_over_f32_scoring_update_cost" in ratios:
         print(f"SAVGO update, bf16 / float32 candidate scoring                    "
               f"{ratios['bf16_over_f32_scoring_update_cost']:.3f}")
+    for key, what in (("tf32_over_f32_savgo_update_cost", "SAVGO update, TF32 / float32 matmuls"),
+                      ("tf32_over_f32_sac_update_cost", "SAC update, TF32 / float32 matmuls"),
+                      ("savgo_over_sac_update_cost_tf32", "SAVGO update / SAC update, both TF32")):
+        if key in ratios:
+            print(f"{what:66}{ratios[key]:.3f}")
     if "train_over_raw_env_steps_per_s" in ratios:
         print(f"training env steps/s / raw env steps/s (N={cfg.num_envs}, G={cfg.updates_per_iter})  "
               f"{ratios['train_over_raw_env_steps_per_s']:.3f}  (goal >= 0.5)")
@@ -463,7 +481,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     benches: list[Bench] = []
     if args.updates_only:
         ts = synthetic_state(trainer, args.seed)
-        parts = ("updates", "updates_sac", "updates_bf16")
+        parts = UPDATE_PARTS
     else:
         out = attempt("e2e", lambda: prepare_e2e(trainer, args.seed, args.iterations), rows, dict(name="e2e"))
         ts = None
@@ -478,6 +496,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
         parts = ("env_step", "insert", "updates", "updates_sac")
     if args.parts is not None:
         parts = tuple(n for n in parts if n in args.parts)
+    tf32 = dataclasses.replace(cfg, update_precision="tensorfloat32")
     if ts is None:  # the parts need a warmed-up state; without e2e, say so
         rows.extend(dict(name=n, error="needs the warmed-up state from e2e, which failed") for n in parts)
     else:
@@ -487,7 +506,11 @@ def main(argv: Optional[list[str]] = None) -> dict:
                    "updates_sac": lambda: prepare_sac_updates(cfg, env, ts, args.reps, args.seed),
                    "updates_bf16": lambda: prepare_updates(
                        Trainer(dataclasses.replace(cfg, candidate_dtype="bfloat16"), env), ts, args.reps,
-                       name="updates_bf16")}
+                       name="updates_bf16"),
+                   "updates_tf32": lambda: prepare_updates(
+                       Trainer(tf32, env), ts, args.reps, name="updates_tf32"),
+                   "updates_sac_tf32": lambda: prepare_sac_updates(tf32, env, ts, args.reps, args.seed,
+                                                                   name="updates_sac_tf32")}
         for name in parts:
             b = attempt(name, prepare[name], rows, dict(name=name))
             if b:

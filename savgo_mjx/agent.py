@@ -188,7 +188,12 @@ class Agent:
         geometry loss always uses the one-step transition: its value signal and temporal mixing
         are defined on (s, a, r, s'). With `update_actor` False (static: the policy delay of
         cfg.policy_frequency) the actor and temperature are left as they are, and so are their
-        metrics: only the critic, embedding and targets move."""
+        metrics: only the critic, embedding and targets move. Its matmuls run at
+        cfg.update_precision (a trace-time scope: the env step around it stays float32)."""
+        with jax.default_matmul_precision(self.cfg.update_precision):
+            return self._update(st, hp, batch, env_steps, key, bootstrap, update_actor)
+
+    def _update(self, st, hp, batch, env_steps, key, bootstrap, update_actor):
         cfg = self.cfg
         boot = one_step_bootstrap(batch, hp.gamma) if bootstrap is None else bootstrap
         k_critic, k_geo, k_actor = jax.random.split(key, 3)
@@ -321,14 +326,16 @@ class Agent:
 
         Nothing here is differentiated, so the trunk's P x K pass may run in cfg.candidate_dtype:
         in bfloat16 its matmuls (3/5 of the pass) use a GPU's tensor cores, while the global
-        float32 matmul precision (which MJX needs) stays everywhere else. The critics stay float32:
-        the actor's signal is q_k minus its mean over the K candidates, about 0.5 on Humanoid,
-        while bfloat16's 8-bit mantissa resolves a Q of ~150 only to 1.0. The trunk's rounding
-        (~2^-9 of each unit embedding) is small against the candidates' embedding differences."""
+        float32 matmul precision (which MJX needs) stays everywhere else. The critics stay float32
+        (also under cfg.update_precision tensorfloat32): the actor's signal is q_k minus its mean
+        over the K candidates, about 0.5 on Humanoid, while bfloat16's 8-bit mantissa resolves a
+        Q of ~150 only to 1.0 (TF32 rounds each matmul input to 10 bits). The trunk's rounding (~2^-9 of each
+        unit embedding) is small against the candidates' embedding differences."""
         dtype = jnp.dtype(self.cfg.candidate_dtype)
         cast = lambda tree: jax.tree.map(lambda x: x.astype(dtype), tree)  # noqa: E731
         z = self.embedding.apply(cast(st.embed_target), cast(obs), cast(cand))
-        q = self.critic.apply(st.critic_target, obs, cand).min(-1)
+        with jax.default_matmul_precision("float32"):  # whatever cfg.update_precision says
+            q = self.critic.apply(st.critic_target, obs, cand).min(-1)
         return l2_normalize(z.astype(jnp.float32)), q
 
     def _sac_actor_loss(self, batch, critic, alpha, key):

@@ -127,6 +127,11 @@ class Config:
     """Number format of the P x K target-embedding pass of candidate scoring (no gradient):
     bfloat16 trades ~3 significant digits for tensor-core matmuls on GPUs. The candidates'
     target Q values are always float32 (bfloat16 cannot resolve their spread)."""
+    update_precision: Literal["float32", "tensorfloat32"] = "float32"
+    """Matmul precision of the gradient update's networks (jax's names): tensorfloat32 rounds
+    their float32 matmul inputs to 10 mantissa bits on NVIDIA tensor cores (no effect on CPU).
+    The env step, acting and evaluation stay float32 (reduced-precision defaults have produced
+    NaNs with MJX), and so do the candidates' target Q values (their spread is the actor's signal)."""
     candidate_noise: float = 0.2
     target_noise: float = 0.2
     tau_start: float = 1.0

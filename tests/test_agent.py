@@ -248,3 +248,47 @@ def test_a_critic_only_update_leaves_the_actor_and_temperature_alone(algo):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7, err_msg=name)
     assert "actor_loss" not in metrics and "alpha" not in metrics
     np.testing.assert_allclose(metrics["critic_loss"], full_metrics["critic_loss"], rtol=1e-6)
+
+
+def _dot_precisions(lowered_text: str) -> dict[str, int]:
+    """How many dot_generals of a lowered program carry each precision level."""
+    levels = {}
+    for line in lowered_text.splitlines():
+        if "dot_general" in line and "precision = [" in line:
+            level = line.split("precision = [")[1].split(",")[0]
+            levels[level] = levels.get(level, 0) + 1
+    return levels
+
+
+@pytest.mark.parametrize("algo", ["savgo", "sac"])
+def test_update_precision_scopes_the_update_and_keeps_candidate_q_in_float32(algo):
+    counts = {}
+    for precision in ("float32", "tensorfloat32"):
+        cfg = dataclasses.replace(SMALL, algo=algo, update_precision=precision)
+        agent = Agent(cfg, OBS, ACT)
+        state = agent.init(jax.random.PRNGKey(0))
+        args = (state, Hyper.from_config(cfg, ACT), _batch(), jnp.int32(10_000), jax.random.PRNGKey(1))
+        counts[precision] = _dot_precisions(jax.jit(agent.update).lower(*args).as_text())
+    # float32: every matmul of the update at full precision, whatever jax's global default is.
+    assert set(counts["float32"]) == {"HIGHEST"}
+    # tensorfloat32 (jax's HIGH): all of it but SAVGO's candidate critic pass (the twin target
+    # critics' forward on P x K candidates: obs half, action half, two more layers, per head).
+    tf32 = counts["tensorfloat32"]
+    assert tf32.get("HIGH", 0) > 0
+    assert tf32.get("HIGHEST", 0) == (8 if algo == "savgo" else 0)
+    assert sum(tf32.values()) == sum(counts["float32"].values())
+    assert jax.config.jax_default_matmul_precision != "tensorfloat32"  # the scope did not leak
+
+
+def test_candidate_scoring_runs_the_trunk_at_the_update_precision_and_the_critics_in_float32():
+    agent = Agent(SMALL, OBS, ACT)
+    state = agent.init(jax.random.PRNGKey(0))
+    obs, cand = jnp.zeros((4, 1, OBS)), jnp.zeros((4, 8, ACT))
+
+    def score(st, o, c):
+        with jax.default_matmul_precision("tensorfloat32"):
+            return agent._score_candidates(st, o, c)
+
+    levels = _dot_precisions(jax.jit(score).lower(state, obs, cand).as_text())
+    # Trunk: obs half, action half, 3 more layers; critics: 2 heads x (2 halves + 2 layers).
+    assert levels == {"HIGH": 5, "HIGHEST": 8}

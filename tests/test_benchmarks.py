@@ -87,13 +87,17 @@ def test_train_throughput_smoke(tmp_path):
 
 
 def test_train_throughput_updates_only():
-    # The same update programs as the test above come from the compilation cache; bf16 is new.
+    # The same update programs as the test above come from the compilation cache; bf16 and the
+    # TF32 pair are new.
     result = train_throughput.main([*TINY_TRAIN, "--updates-only"])
     _check_rows(result["rows"])
-    assert [r["name"] for r in result["rows"]] == ["updates", "updates_sac", "updates_bf16"]
+    assert [r["name"] for r in result["rows"]] == ["updates", "updates_sac", "updates_bf16", "updates_tf32",
+                                                   "updates_sac_tf32"]
     assert "bfloat16 scoring" in result["rows"][2]["what"]
-    assert _positive_finite(result["ratios"]["savgo_over_sac_update_cost"])
-    assert _positive_finite(result["ratios"]["bf16_over_f32_scoring_update_cost"])
+    assert "tensorfloat32 matmuls" in result["rows"][3]["what"] and "(sac," in result["rows"][4]["what"]
+    for key in ("savgo_over_sac_update_cost", "bf16_over_f32_scoring_update_cost", "tf32_over_f32_savgo_update_cost",
+                "tf32_over_f32_sac_update_cost", "savgo_over_sac_update_cost_tf32"):
+        assert _positive_finite(result["ratios"][key]), key
     assert result["flops"]["savgo_over_sac_update_flops"] > 1.0
     for row in result["rows"]:
         assert _positive_finite(row["achieved_tflop_per_s"]), row

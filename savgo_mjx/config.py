@@ -11,6 +11,7 @@ import dataclasses
 import importlib.util
 import itertools
 import os
+import typing
 from typing import Literal, Optional
 
 try:
@@ -238,7 +239,19 @@ def load_toml(path: str, extra_keys: tuple[str, ...] = (), what: str = "config f
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {path}")
+    _check_choices(values, f" in {path}")
     return values
+
+
+def _check_choices(values: dict, where: str = "") -> None:
+    """Settings typed Literal[...] must be one of those values (the flags' choices come from the
+    same types; a config file or a Config built in code is checked here)."""
+    hints = typing.get_type_hints(Config)
+    for name, value in values.items():
+        choices = typing.get_args(hints[name]) if typing.get_origin(hints.get(name)) is Literal else ()
+        if choices and value not in choices:
+            raise ConfigError(f"--{name.replace('_', '-')} must be one of {', '.join(map(str, choices))}{where}, "
+                              f"got {value!r}")
 
 
 def preset_path(env: str) -> str:
@@ -277,8 +290,7 @@ def validate(cfg: Config, observation_size: int = 0, action_size: int = 0) -> No
                  "critic_weight_decay", "eta", "grad_clip"]:
         if getattr(cfg, name) < 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
-    if cfg.rk4_stage_unroll not in (1, 2, 3):
-        raise ConfigError(f"--rk4-stage-unroll must be 1, 2 or 3, got {cfg.rk4_stage_unroll}")
+    _check_choices({f.name: getattr(cfg, f.name) for f in dataclasses.fields(Config)})
     if not 0.0 <= cfg.gamma <= 1.0:
         raise ConfigError(f"--gamma must be in [0, 1], got {cfg.gamma}")
     if not -5.0 < cfg.log_std_max <= 2.0:

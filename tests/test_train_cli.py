@@ -9,9 +9,12 @@ from savgo_mjx.config import Config, ConfigError, defaults_for, load_toml, valid
 from savgo_mjx.preflight import check_memory
 
 
-def test_rk4_stage_unroll_outside_1_to_3_is_refused():
-    with pytest.raises(ConfigError, match="--rk4-stage-unroll must be 1, 2 or 3, got 0"):
-        validate(Config(rk4_stage_unroll=0))  # e.g. from a TOML preset, which tyro does not check
+def test_a_choice_outside_its_literal_values_is_refused():
+    # e.g. a Config built in code; tyro checks only the command line's values
+    with pytest.raises(ConfigError, match="--rk4-stage-unroll must be one of 1, 2, 3, got 0"):
+        validate(Config(rk4_stage_unroll=0))
+    with pytest.raises(ConfigError, match="--kernel must be one of softmax, uniform, argmax, got 'soft'"):
+        validate(Config(kernel="soft"))
 
 
 @pytest.mark.parametrize("args, message", [
@@ -54,6 +57,14 @@ def test_unknown_key_in_config_file(tmp_path, capsys):
     path.write_text("num_envs = 4\nlearning_rate = 3e-4\n")
     assert train.main(["--config", str(path)]) == 2
     assert "unknown key(s) learning_rate" in capsys.readouterr().err
+
+
+def test_a_choice_in_a_config_file_is_checked_before_the_flags_are_parsed(tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text('update_precision = "fp16"\n')
+    assert train.main(["--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --update-precision must be one of float32, tensorfloat32 in {path}, got 'fp16'\n"
 
 
 def test_no_traceback_from_the_command_line(tmp_path):

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from envs import cpu_linalg
+
+cpu_linalg.install()  # before any program is lowered: see envs/cpu_linalg.py
+
 from envs.base import PHYSICS, MujocoEnv, State
 from envs.ant import Ant
 from envs.humanoid import Humanoid

@@ -12,8 +12,10 @@ HalfCheetah at 8 x 128 envs; Humanoid reaches the size at ~50 envs).
 `install()` re-registers the CPU lowering of both primitives: a batch above that size runs as
 a sequence of LAPACK calls on chunks below it, each of which then runs inline in its thread
 and touches no pool. The results are the same kernels' on the same matrices; a large batch
-loses only LAPACK's own split over the cores (docs/ENVS.md). GPU lowerings are untouched. It uses jax's private lowering functions: if a jax release renames them, `install`
-raises, and `tests/test_cpu_linalg.py` fails rather than letting the hang come back unnoticed.
+loses only LAPACK's own split over the cores (docs/ENVS.md). GPU lowerings are untouched.
+It uses jax's private lowering functions: if a jax release renames them, lowering a CPU
+program raises AttributeError and `tests/test_cpu_linalg.py` fails, rather than letting the
+hang come back unnoticed.
 """
 from __future__ import annotations
 

@@ -4,8 +4,8 @@ MJX's physics factorises a mass matrix and the Newton solver's Hessian per env
 (`jax.scipy.linalg.cho_factor` / `cho_solve`). On CPU, jaxlib runs these as LAPACK kernels
 that, once `batch x cost per matrix` reaches 200,000 FLOP, split the batch into tasks on
 XLA's intra-op thread pool and block their own pool thread until the tasks are done. When as
-many such kernels run at once as the pool has threads (the two factorisations of one physics
-step are independent, and a 2-core machine has 2 threads), every thread waits for tasks that
+many such kernels run at once as the pool has threads (two Cholesky kernels were in flight in
+the hung program; a 2-core machine has 2 threads), every thread waits for tasks that
 no thread is left to run: the program hangs for ever without an error (jax 0.10.2; seen with
 HalfCheetah at 8 x 128 envs; Humanoid reaches the size at ~50 envs).
 

@@ -73,8 +73,8 @@ def _cholesky(ctx, x):
     shape = ctx.avals_in[0].shape
     if cholesky_cost(shape) < PARALLEL_WORK_FLOP:
         return _linalg._cholesky_cpu_lowering(ctx, x)
-    n = shape[-1]
-    chunked = lambda x: _in_serial_chunks(_linalg.cholesky_p.bind, n * n * n // 3, (x,), (_identity,))  # noqa: E731
+    per_item = cholesky_cost(shape[-2:])
+    chunked = lambda x: _in_serial_chunks(_linalg.cholesky_p.bind, per_item, (x,), (_identity,))  # noqa: E731
     return mlir.lower_fun(chunked, multiple_results=False)(ctx, x)
 
 

@@ -329,8 +329,8 @@ class Agent:
         float32 matmul precision (which MJX needs) stays everywhere else. The critics stay float32
         (also under cfg.update_precision tensorfloat32): the actor's signal is q_k minus its mean
         over the K candidates, about 0.5 on Humanoid, while bfloat16's 8-bit mantissa resolves a
-        Q of ~150 only to 1.0 (TF32 rounds each matmul input to 10 bits). The trunk's rounding (~2^-9 of each
-        unit embedding) is small against the candidates' embedding differences."""
+        Q of ~150 only to 1.0 (TF32 rounds each matmul input to 10 bits). The trunk's rounding
+        (~2^-9 of each unit embedding) is small against the candidates' embedding differences."""
         dtype = jnp.dtype(self.cfg.candidate_dtype)
         cast = lambda tree: jax.tree.map(lambda x: x.astype(dtype), tree)  # noqa: E731
         z = self.embedding.apply(cast(st.embed_target), cast(obs), cast(cand))

@@ -23,9 +23,9 @@ def _spd(batch: int, n: int, seed: int = 0) -> np.ndarray:
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs to run two kernels at once")
 def test_two_large_batched_factorisations_in_one_program_do_not_hang():
-    # Two independent Cholesky factorisations of 1024 9x9 matrices (MJX's mass matrix and Newton
-    # Hessian for 1024 HalfCheetahs) on a 2-thread pool: jaxlib's LAPACK kernels deadlocked here
-    # (most runs hung; 20 calls made it near certain) before envs.cpu_linalg.
+    # Two independent Cholesky factorisations of 1024 9x9 matrices (the size of MJX's for 1024
+    # HalfCheetahs) on a 2-thread pool: jaxlib's LAPACK kernels deadlocked here (most runs hung;
+    # 20 calls made it near certain) before envs.cpu_linalg.
     script = textwrap.dedent("""
         import os
         os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:2]))

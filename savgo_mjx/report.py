@@ -225,8 +225,8 @@ class Setting:
     swept: tuple[tuple[str, float], ...]
     other: tuple[tuple[str, Any], ...]
     label: str = dataclasses.field(default="", compare=False)
-    """Readable name: SAVGO, SAC or the ablation, then swept values, then the other fields that
-    differ from a setting that would otherwise have the same name."""
+    """Readable name: SAVGO, SAC or the ablation, then swept values, then the other fields in
+    which it differs from another setting of the same env, algo and ablation."""
 
 
 def _fmt(value: Any) -> str:
@@ -256,16 +256,20 @@ def group(curves: Sequence[Curve]) -> dict[Setting, list[Curve]]:
     groups: dict[Setting, list[Curve]] = {}
     for c in curves:
         groups.setdefault(Setting(c.env, c.algo, c.ablation, c.swept, c.other), []).append(c)
-    by_name: dict[tuple[str, str], list[Setting]] = {}
+    # A label names every field in which a setting differs from another of its env, algo and
+    # ablation, swept or not: a sweep member's swept values alone would hide that another run
+    # in the same report differs from it in fields that were fixed in the sweep.
+    families: dict[tuple, list[Setting]] = {}
     for s in groups:
-        by_name.setdefault((s.env, _base_label(s)), []).append(s)
+        families.setdefault((s.env, s.algo, s.ablation), []).append(s)
     labelled = {}
-    for (_, name), same in by_name.items():
-        keys = {k for s in same for k, _ in s.other}
-        differing = sorted(k for k in keys if len({dict(s.other).get(k) for s in same}) > 1)
-        for s in same:
-            extra = [f"{k}={_fmt(dict(s.other).get(k))}" for k in differing]
-            labelled[s] = dataclasses.replace(s, label=" ".join([name] + extra))
+    for same in families.values():
+        fields = [{**dict(s.other), **dict(s.swept)} for s in same]
+        keys = {k for f in fields for k in f}
+        differing = sorted(k for k in keys if len({_fmt(f.get(k)) for f in fields}) > 1)
+        for s, f in zip(same, fields):
+            extra = [f"{k}={_fmt(f.get(k))}" for k in differing if k not in dict(s.swept)]
+            labelled[s] = dataclasses.replace(s, label=" ".join([_base_label(s)] + extra))
     ordered = sorted(labelled.values(), key=_order)
     return {s: sorted(groups[s], key=lambda c: (c.seed, c.run_dir, c.member)) for s in ordered}
 

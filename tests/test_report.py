@@ -110,8 +110,20 @@ def test_seeds_are_grouped_into_settings(runs):
     curves = [c for r in runs.values() for c in report.load_run(r)]
     groups = report.group(curves)
     found = {s.label: sorted(c.seed for c in cs) for s, cs in groups.items()}
-    assert found == {"SAVGO": [0, 1, 5], "SAC": [0], "B1": [0], "SAVGO lam=1": [0], "SAVGO lam=2": [0]}
-    assert [s.label for s in groups] == ["SAVGO", "SAVGO lam=1", "SAVGO lam=2", "SAC", "B1"]
+    # The unswept SAVGO runs are named by their lam too: it is what tells them from the sweep.
+    assert found == {"SAVGO lam=1.5": [0, 1, 5], "SAC": [0], "B1": [0], "SAVGO lam=1": [0], "SAVGO lam=2": [0]}
+    assert [s.label for s in groups] == ["SAVGO lam=1", "SAVGO lam=1.5", "SAVGO lam=2", "SAC", "B1"]
+
+
+def test_sweep_members_are_named_by_the_fields_fixed_in_their_sweep(tmp_path):
+    """A sweep over lam with hidden 32 beside a plain run with hidden 256: the members' labels
+    must say hidden=32, or they would read as the plain run's settings with another lam."""
+    plain = make_run(tmp_path / "plain", BASE, {0: [(3000, 1.0, 1.0)]})
+    sweep = make_run(tmp_path / "sweep", dataclasses.replace(BASE, hidden=32, sweep=("lam=1,2",)),
+                     {0: [(3000, 1.0, 2.0)], 1: [(3000, 1.0, 3.0)]})
+    _add_lam(sweep)
+    labels = [s.label for s in report.group([c for r in (plain, sweep) for c in report.load_run(r)])]
+    assert labels == ["SAVGO hidden=256 lam=1.5", "SAVGO lam=1 hidden=32", "SAVGO lam=2 hidden=32"]
 
 
 def test_other_differing_fields_split_settings(tmp_path):

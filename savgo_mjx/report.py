@@ -378,6 +378,9 @@ def mean_curve(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray]
 
 # --- plot and write ---------------------------------------------------------------------------
 
+MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
 def plot_env(env: str, groups: dict[Setting, list[Curve]], path: str) -> str:
     """One figure for one env: eval return vs env steps (left) and vs wall-clock seconds (right);
     per setting the mean over seeds and a band of mean +- 1.96 SEM. Writes the PNG at `path`."""
@@ -393,11 +396,12 @@ def plot_env(env: str, groups: dict[Setting, list[Curve]], path: str) -> str:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5 + 0.17 * legend_lines), layout="constrained")
     paper = PAPER_RESULTS.get(env, {}).get("SAVGO")
     for i, (setting, curves) in enumerate(groups.items()):
-        colour = f"C{i % 10}"
+        # Ten colours; past ten settings the marker tells lines of one colour apart.
+        colour, marker = f"C{i % 10}", MARKERS[(i // 10) % len(MARKERS)]
         style = "-" if not setting.ablation else "--"
         for ax, attr in zip(axes, ("steps", "wall")):
             grid, mean, half, _ = mean_curve([getattr(c, attr) for c in curves], [c.returns for c in curves])
-            ax.plot(grid, mean, style, color=colour, marker="o" if len(grid) <= 20 else None,
+            ax.plot(grid, mean, style, color=colour, marker=marker, markevery=max(1, len(grid) // 20),
                     label=labels[setting])
             if (half > 0).any():
                 ax.fill_between(grid, mean - half, mean + half, color=colour, alpha=0.2, linewidth=0)

@@ -160,6 +160,27 @@ def test_long_setting_labels_leave_the_panels_their_width(tmp_path, monkeypatch)
     assert len(captured["widths"]) == 2 and min(captured["widths"]) > 0.3, captured
 
 
+def test_more_than_ten_settings_get_distinct_line_styles(tmp_path, monkeypatch):
+    """Matplotlib cycles ten colours: settings 0 and 10 must still differ (by their marker)."""
+    import matplotlib.figure
+
+    runs = [make_run(tmp_path / f"h{h}", dataclasses.replace(BASE, hidden=h), {0: [(1000, 1.0, h), (3000, 2.0, h)]})
+            for h in range(8, 20)]
+    groups = report.group([c for r in runs for c in report.load_run(r)])
+    assert len(groups) == 12
+    captured = {}
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def capturing_savefig(fig, *args, **kwargs):
+        captured["styles"] = [(line.get_color(), line.get_marker()) for line in fig.axes[0].get_lines()
+                              if line.get_label() != "paper SAVGO (best eval, 1M steps)"]
+        return real_savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", capturing_savefig)
+    report.plot_env("hopper", groups, str(tmp_path / "hopper.png"))
+    assert len(captured["styles"]) == 12 and len(set(captured["styles"])) == 12, captured
+
+
 def test_table_numbers_figures_and_paper_column(runs, tmp_path, capsys):
     out = str(tmp_path / "out")
     assert report.main([runs["savgo"], runs["savgo5"], runs["B1"], runs["sac"], "--out", out]) == 0

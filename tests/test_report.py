@@ -133,10 +133,23 @@ def test_other_differing_fields_split_settings(tmp_path):
     assert labels == {"SAVGO hidden=256", "SAVGO hidden=32"}
 
 
+def inspect_figure_on_save(monkeypatch, inspect) -> None:
+    """Makes every Figure.savefig call `inspect(fig)` first, so a test can read the finished
+    figure that report.plot_env builds and saves internally."""
+    import matplotlib.figure
+
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def savefig(fig, *args, **kwargs):
+        inspect(fig)
+        return real_savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
+
+
 def test_long_setting_labels_leave_the_panels_their_width(tmp_path, monkeypatch):
     """Two presets that differ in ten fields (as docs/TUNING.md's P0 and P1 do): the legend must
     not squeeze the plots (inside a panel it once left each axis a few pixels wide)."""
-    import matplotlib.figure
     import matplotlib.image
 
     far = dataclasses.replace(BASE, batch_size=8192, updates_per_iter=8, gamma=0.97, target_rate=0.125,
@@ -147,14 +160,12 @@ def test_long_setting_labels_leave_the_panels_their_width(tmp_path, monkeypatch)
     groups = report.group([c for r in runs for c in report.load_run(r)])
     assert min(len(s.label) for s in groups) > 150  # long enough to wrap
     captured = {}
-    real_savefig = matplotlib.figure.Figure.savefig
 
-    def measuring_savefig(fig, *args, **kwargs):
+    def measure(fig):
         fig.canvas.draw()
         captured["widths"] = [ax.get_position().width for ax in fig.axes]
-        return real_savefig(fig, *args, **kwargs)
 
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", measuring_savefig)
+    inspect_figure_on_save(monkeypatch, measure)
     path = report.plot_env("hopper", groups, str(tmp_path / "hopper.png"))
     assert matplotlib.image.imread(path).shape[1] > 1000
     assert len(captured["widths"]) == 2 and min(captured["widths"]) > 0.3, captured
@@ -162,21 +173,17 @@ def test_long_setting_labels_leave_the_panels_their_width(tmp_path, monkeypatch)
 
 def test_more_than_ten_settings_get_distinct_line_styles(tmp_path, monkeypatch):
     """Matplotlib cycles ten colours: settings 0 and 10 must still differ (by their marker)."""
-    import matplotlib.figure
-
     runs = [make_run(tmp_path / f"h{h}", dataclasses.replace(BASE, hidden=h), {0: [(1000, 1.0, h), (3000, 2.0, h)]})
             for h in range(8, 20)]
     groups = report.group([c for r in runs for c in report.load_run(r)])
     assert len(groups) == 12
     captured = {}
-    real_savefig = matplotlib.figure.Figure.savefig
 
-    def capturing_savefig(fig, *args, **kwargs):
+    def styles(fig):
         captured["styles"] = [(line.get_color(), line.get_marker()) for line in fig.axes[0].get_lines()
                               if line.get_label() != "paper SAVGO (best eval, 1M steps)"]
-        return real_savefig(fig, *args, **kwargs)
 
-    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", capturing_savefig)
+    inspect_figure_on_save(monkeypatch, styles)
     report.plot_env("hopper", groups, str(tmp_path / "hopper.png"))
     assert len(captured["styles"]) == 12 and len(set(captured["styles"])) == 12, captured
 

@@ -294,9 +294,10 @@ def test_every_study_preset_is_valid():
             assert study.base.num_envs == defaults_for(env).num_envs  # sizes from the task preset
         # A5 (lambda 1) is the paper's comparison only against the paper's 1.5, whatever a task
         # preset trains with (humanoid's uses 0.5, docs/TUNING.md F34)
-        lams = {name: cfg.lam for name, cfg in ablate.settings(study)}
+        runs = ablate.settings(study)
+        lams = {name: cfg.lam for name, cfg in runs}
         assert lams.pop("A5", 1.0) == 1.0 and set(lams.values()) == {1.5}, (env, lams)
-        for _, cfg in ablate.settings(study):
+        for _, cfg in runs:
             validate(cfg)
 
 

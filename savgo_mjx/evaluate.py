@@ -3,6 +3,7 @@
     python -m savgo_mjx.evaluate RUN_DIR                      # member 0, 10 episodes
     python -m savgo_mjx.evaluate RUN_DIR --all-members --episodes 20 --seed 3
     python -m savgo_mjx.evaluate RUN_DIR --member 2 --json    # one JSON object per member
+    python -m savgo_mjx.evaluate RUN_DIR --all-members --episodes 20 --save  # + RUN_DIR/gym_eval.jsonl
 
 Loads RUN_DIR/policies/member-<i>.npz (written next to every checkpoint; see savgo_mjx.policy),
 runs `gymnasium.make(<task>-v5)` unmodified (its XML physics, Humanoid with its PGS solver, its own
@@ -13,6 +14,9 @@ A policy trained with --physics fast is still evaluated in the v5 simulator: tha
 
 Episodes: the first reset is seeded with --seed, later ones continue the env's random stream, so
 the same command gives the same returns. Needs numpy and gymnasium only (no JAX).
+--save appends each member's JSON object to RUN_DIR/gym_eval.jsonl, where `savgo_mjx.report`
+reads the final policies' returns (a column beside the training-time evaluations, which use
+fewer episodes and, for a policy that is still unstable, swing from one evaluation to the next).
 Bad input (no run dir, no exported policies, unknown member) exits with code 2 and a one-line
 message.
 """
@@ -31,6 +35,8 @@ from savgo_mjx.policy import Policy, load_policy, policy_files
 
 GOAL = 0.95
 """Gymnasium return / MJX eval return that counts as a good transfer."""
+GYM_EVAL_FILE = "gym_eval.jsonl"
+"""In a run dir: one `evaluate_run` result per line, appended by `--save`."""
 
 
 class EvaluateError(ValueError):
@@ -245,6 +251,36 @@ def evaluate_run(run_dir: str, members: Optional[list[int]] = None, episodes: in
     return results
 
 
+def save_results(run_dir: str, results: list[dict[str, Any]]) -> str:
+    """Appends `results` (evaluate_run's dicts) to RUN_DIR/gym_eval.jsonl; returns its path."""
+    path = os.path.join(run_dir, GYM_EVAL_FILE)
+    with open(path, "a") as f:
+        for r in results:
+            f.write(json.dumps(r) + "\n")
+    return path
+
+
+def read_saved_results(run_dir: str) -> dict[int, dict[str, Any]]:
+    """member -> its saved result with the most env steps (of equals, the one saved last);
+    empty without gym_eval.jsonl. ValueError for a line that is not such a result."""
+    path = os.path.join(run_dir, GYM_EVAL_FILE)
+    latest: dict[int, dict[str, Any]] = {}
+    if not os.path.isfile(path):
+        return latest
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            missing = [k for k in ("member", "env_steps", "episodes", "gym_return") if k not in r]
+            if missing:
+                raise ValueError(f"line {number} lacks {', '.join(missing)}")
+            m = int(r["member"])
+            if m not in latest or int(r["env_steps"]) >= int(latest[m]["env_steps"]):
+                latest[m] = r
+    return latest
+
+
 def format_result(r: dict[str, Any]) -> str:
     """One line: member, Gymnasium return, MJX eval return, ratio."""
     swept = "".join(f", {k}={v:g}" for k, v in r["swept"].items())
@@ -283,6 +319,8 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--all-members", action="store_true", help="every exported member")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first Gymnasium reset")
     parser.add_argument("--json", action="store_true", help="print one JSON object per member")
+    parser.add_argument("--save", action="store_true",
+                        help=f"also append the results to RUN_DIR/{GYM_EVAL_FILE} (read by savgo_mjx.report)")
     return parser
 
 
@@ -296,6 +334,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     for r in results:
         print(json.dumps(r) if args.json else format_result(r), flush=True)
+    if args.save:
+        print(f"appended to {save_results(args.run_dir, results)}", file=sys.stderr if args.json else sys.stdout)
     if len(results) > 1 and not args.json:
         ratios = [r["ratio"] for r in results if r["ratio"] is not None]
         if ratios:

@@ -14,7 +14,10 @@ those. The pipeline is load -> group -> summarise -> plot/write:
   whether they come from one run dir or several.
 - summarise, per (env, setting): number of seeds; final eval return (each seed's last
   evaluation), mean +- std over seeds (sample std, ddof=1); best eval return (each seed's best
-  evaluation: the paper's metric), mean +- std; the interquartile mean (IQM) of the final returns
+  evaluation: the paper's metric), mean +- std; where every seed's final policy was evaluated with
+  `python -m savgo_mjx.evaluate RUN_DIR --all-members --episodes 20 --save` (RUN_DIR/gym_eval.jsonl),
+  that return (each seed's mean over its episodes), mean +- std over seeds: more episodes than the
+  training-time evaluations, so it tells a policy that holds from one that peaked once; the interquartile mean (IQM) of the final returns
   with a 95% percentile-bootstrap confidence interval over seeds (see `iqm`, `bootstrap_ci`); the
   paper's number beside it (docs/SAVGO.md section 6, `PAPER_RESULTS`), and for ablations the
   section-5 layout (`PAPER_ABLATIONS`).
@@ -41,6 +44,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from savgo_mjx.config import ABLATIONS, Config, ConfigError, parse_sweep
+from savgo_mjx.evaluate import GYM_EVAL_FILE, read_saved_results
 from savgo_mjx.metrics import read_metrics
 
 
@@ -127,6 +131,9 @@ class Curve:
     """(T,) seconds since the run started (compile included), summed over resumed segments."""
     returns: np.ndarray
     """(T,) mean return of the deterministic evaluation episodes."""
+    gym_return: Optional[float] = None
+    """The final policy's mean return in Gymnasium, from RUN_DIR/gym_eval.jsonl (None without)."""
+    gym_episodes: int = 0
 
 
 def find_runs(paths: Sequence[str]) -> list[str]:
@@ -194,6 +201,10 @@ def load_run(run_dir: str) -> list[Curve]:
     except json.JSONDecodeError as e:
         raise ReportError(f"{run_dir}/metrics.jsonl: unreadable line ({e})") from None
     settings = _member_settings(config)
+    try:
+        gym = read_saved_results(run_dir)
+    except (TypeError, ValueError) as e:  # json.JSONDecodeError is a ValueError
+        raise ReportError(f"{run_dir}/{GYM_EVAL_FILE}: unreadable ({e})") from None
     members = sorted({int(row.get("member", 0)) for row in rows})
     curves = []
     for m in members:
@@ -209,7 +220,9 @@ def load_run(run_dir: str) -> list[Curve]:
         curves.append(Curve(run_dir=run_dir, member=m, seed=seed, env=str(config["env"]),
                             algo=str(config["algo"]), ablation=config.get("ablation"),
                             swept=tuple(sorted(swept.items())), other=other,
-                            steps=steps, wall=wall, returns=returns))
+                            steps=steps, wall=wall, returns=returns,
+                            gym_return=gym[m]["gym_return"] if m in gym else None,
+                            gym_episodes=int(gym[m]["episodes"]) if m in gym else 0))
     if not curves:
         raise ReportError(f"{run_dir}: no evaluation rows (eval_return) in metrics.jsonl")
     return curves
@@ -321,6 +334,11 @@ class Summary:
     final_std: Optional[float]  # None with one seed
     best_mean: float
     best_std: Optional[float]
+    gym_mean: Optional[float]
+    """Mean over seeds of the final policies' Gymnasium returns; None unless every seed has one."""
+    gym_std: Optional[float]
+    gym_episodes: Optional[int]
+    """The fewest Gymnasium episodes behind one seed's return."""
     iqm: float
     iqm_ci_low: float
     iqm_ci_high: float
@@ -334,6 +352,7 @@ def summarise(setting: Setting, curves: Sequence[Curve], n_boot: int = 2000) -> 
     final = np.array([c.returns[-1] for c in curves])
     best = np.array([c.returns.max() for c in curves])
     lo, hi = bootstrap_ci(final, iqm, n_boot=n_boot)
+    gym = np.array([c.gym_return for c in curves]) if all(c.gym_return is not None for c in curves) else None
     paper = None
     if not setting.ablation and not setting.swept and setting.algo in ALGO_LABELS:
         paper = PAPER_RESULTS.get(setting.env, {}).get(ALGO_LABELS[setting.algo])
@@ -344,6 +363,8 @@ def summarise(setting: Setting, curves: Sequence[Curve], n_boot: int = 2000) -> 
         wall_s=float(np.mean([c.wall[-1] for c in curves])),
         final_mean=float(final.mean()), final_std=_std(final),
         best_mean=float(best.mean()), best_std=_std(best),
+        gym_mean=None if gym is None else float(gym.mean()), gym_std=None if gym is None else _std(gym),
+        gym_episodes=None if gym is None else min(c.gym_episodes for c in curves),
         iqm=float(iqm(final)), iqm_ci_low=lo, iqm_ci_high=hi,
         paper_mean=None if paper is None else float(paper[0]),
         paper_std=None if paper is None or paper[1] is None else float(paper[1]),
@@ -425,6 +446,10 @@ def _pm(mean: Optional[float], std: Optional[float]) -> str:
     return f"{mean:.1f}" if std is None else f"{mean:.1f} ± {std:.1f}"
 
 
+def _gym(s: Summary) -> str:
+    return "—" if s.gym_mean is None else f"{_pm(s.gym_mean, s.gym_std)} (N={s.gym_episodes})"
+
+
 def _paper_ablation(env: str, name: str) -> str:
     """The paper's number (and delta) for this ablation on this env, or its finding, or a dash."""
     info = PAPER_ABLATIONS.get(name)
@@ -443,17 +468,20 @@ def markdown(summaries: Sequence[Summary], figures: dict[str, str]) -> str:
     out.write("# Results\n\n"
               "final: each seed's last evaluation return, mean ± std over seeds (ddof=1). "
               "best: each seed's best evaluation return, mean ± std (the paper's metric). "
+              "Gymnasium final: each seed's final policy over N Gymnasium v5 episodes "
+              "(`python -m savgo_mjx.evaluate RUN_DIR --all-members --episodes 20 --save`), "
+              "mean ± std over seeds; — unless every seed has one. "
               "IQM: interquartile mean of the final returns (drop floor(n/4) at each end), with a "
               "95% percentile-bootstrap CI over seeds (2000 resamples). paper: docs/SAVGO.md §6 "
               "(best evaluation, 1M env steps).\n")
     for env in dict.fromkeys(s.env for s in summaries):
         rows = [s for s in summaries if s.env == env]
-        out.write(f"\n## {env}\n\n| setting | seeds | env steps | wall s | final | best | IQM final [95% CI] "
-                  "| paper (best) |\n|---|---|---|---|---|---|---|---|\n")
+        out.write(f"\n## {env}\n\n| setting | seeds | env steps | wall s | final | best | Gymnasium final "
+                  "| IQM final [95% CI] | paper (best) |\n|---|---|---|---|---|---|---|---|---|\n")
         for s in rows:
             out.write(f"| {s.setting} | {s.seeds} | {s.steps:,.0f} | {s.wall_s:,.0f} | "
                       f"{_pm(s.final_mean, s.final_std)} | {_pm(s.best_mean, s.best_std)} | "
-                      f"{s.iqm:.1f} [{s.iqm_ci_low:.1f}, {s.iqm_ci_high:.1f}] | "
+                      f"{_gym(s)} | {s.iqm:.1f} [{s.iqm_ci_low:.1f}, {s.iqm_ci_high:.1f}] | "
                       f"{_pm(s.paper_mean, s.paper_std)} |\n")
         ablated = [s for s in rows if s.ablation and s.algo == "savgo" and not s.swept]
         if ablated:

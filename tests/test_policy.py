@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import envs
-from savgo_mjx import evaluate, video
+from savgo_mjx import evaluate, report, video
 from savgo_mjx.config import members
 from savgo_mjx.metrics import read_metrics
 from savgo_mjx.normalize import normalize
@@ -173,6 +173,19 @@ def test_evaluate_cli_prints_gymnasium_and_mjx_returns(tiny_run, capsys):
     # Deterministic: the same seed gives the same returns.
     again = evaluate.evaluate_run(tiny_run, [0], episodes=2, seed=3)[0]
     assert again["gym_returns"] == result["gym_returns"]
+
+
+def test_evaluate_save_appends_results_that_the_report_reads(tiny_run, tmp_path, capsys):
+    run = str(tmp_path / "run")
+    shutil.copytree(tiny_run, run)
+    assert evaluate.main([run, "--episodes", "2", "--save"]) == 0
+    assert evaluate.main([run, "--episodes", "3", "--seed", "1", "--save", "--json"]) == 0
+    rows = [json.loads(line) for line in open(os.path.join(run, evaluate.GYM_EVAL_FILE))]
+    assert [r["episodes"] for r in rows] == [2, 3]  # appended, not overwritten
+    latest = evaluate.read_saved_results(run)[0]  # same env steps: the one saved last
+    assert latest == rows[1]
+    [curve] = report.load_run(run)
+    assert curve.gym_return == pytest.approx(np.mean(rows[1]["gym_returns"])) and curve.gym_episodes == 3
 
 
 def test_evaluate_and_video_errors_are_one_line_with_exit_code_2(tiny_run, tmp_path, capsys):

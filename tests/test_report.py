@@ -218,6 +218,41 @@ def test_table_numbers_figures_and_paper_column(runs, tmp_path, capsys):
     assert "| SAVGO | 3 |" in printed and f"wrote {png}" in printed
 
 
+def _save_gym_eval(run_dir, member, env_steps, returns):
+    """What `python -m savgo_mjx.evaluate RUN_DIR --save` appends (the fields the report reads)."""
+    row = {"member": member, "env_steps": env_steps, "episodes": len(returns),
+           "gym_return": float(np.mean(returns)), "gym_returns": list(returns)}
+    with open(os.path.join(run_dir, "gym_eval.jsonl"), "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def test_final_policy_gymnasium_column_needs_every_seed_and_takes_the_latest(runs, tmp_path):
+    """Seeds 0, 1 (run "savgo") and 5 (run "savgo5") form one setting; SAC has one seed."""
+    _save_gym_eval(runs["savgo"], 0, 3000, [400.0, 600.0])
+    _save_gym_eval(runs["savgo"], 1, 3000, [700.0] * 3)
+    _save_gym_eval(runs["sac"], 0, 2000, [10.0, 20.0])  # an earlier policy, then the final one
+    _save_gym_eval(runs["sac"], 0, 3000, [70.0, 80.0])
+    summaries = report.report([runs["savgo"], runs["savgo5"], runs["sac"]], str(tmp_path / "a"), n_boot=10).summaries
+    by = {s.setting: s for s in summaries}
+    assert by["SAVGO"].gym_mean is None and by["SAVGO"].gym_episodes is None  # seed 5 has none
+    assert (by["SAC"].gym_mean, by["SAC"].gym_std, by["SAC"].gym_episodes) == (75.0, None, 2)
+
+    _save_gym_eval(runs["savgo5"], 0, 3000, [800.0] * 2)
+    result = report.report([runs["savgo"], runs["savgo5"], runs["sac"]], str(tmp_path / "b"), n_boot=10)
+    savgo = {s.setting: s for s in result.summaries}["SAVGO"]
+    assert savgo.gym_mean == pytest.approx(np.mean([500.0, 700.0, 800.0]))
+    assert savgo.gym_std == pytest.approx(np.std([500.0, 700.0, 800.0], ddof=1))
+    assert savgo.gym_episodes == 2
+    assert "| 666.7 ± 152.8 (N=2) |" in result.markdown and "| 75.0 (N=2) |" in result.markdown
+
+
+def test_unreadable_gym_eval_file_is_a_report_error(runs, tmp_path):
+    with open(os.path.join(runs["sac"], "gym_eval.jsonl"), "w") as f:
+        f.write('{"member": 0}\n')  # no env_steps
+    with pytest.raises(report.ReportError, match="gym_eval.jsonl: unreadable .line 1 lacks env_steps"):
+        report.report([runs["sac"]], str(tmp_path / "out"), n_boot=10)
+
+
 def test_paper_ablation_numbers_appear_for_halfcheetah(tmp_path):
     cfg = dataclasses.replace(BASE, env="halfcheetah")
     a = make_run(tmp_path / "s", cfg, {0: [(3000, 1.0, 10000.0)]})

@@ -266,9 +266,15 @@ def _order(s: Setting) -> tuple:
 def group(curves: Sequence[Curve]) -> dict[Setting, list[Curve]]:
     """Curves -> {setting: its seeds' curves}, settings ordered by env, then SAVGO, SAC, the
     ablations in the paper's order, then anything else; seeds ordered by seed."""
+    # A setting is what the member trained with, whether a value came from a sweep or a plain
+    # flag: `--lam 0.5` and the lam=0.5 member of `--sweep lam=1.5,0.5` are seeds of one setting.
     groups: dict[Setting, list[Curve]] = {}
+    by_values: dict[tuple, Setting] = {}
     for c in curves:
-        groups.setdefault(Setting(c.env, c.algo, c.ablation, c.swept, c.other), []).append(c)
+        values = tuple(sorted((k, _fmt(v)) for k, v in {**dict(c.other), **dict(c.swept)}.items()))
+        setting = by_values.setdefault((c.env, c.algo, c.ablation, values),
+                                       Setting(c.env, c.algo, c.ablation, c.swept, c.other))
+        groups.setdefault(setting, []).append(c)
     # A label names every field in which a setting differs from another of its env, algo and
     # ablation, swept or not: a sweep member's swept values alone would hide that another run
     # in the same report differs from it in fields that were fixed in the sweep.

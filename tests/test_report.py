@@ -126,6 +126,20 @@ def test_sweep_members_are_named_by_the_fields_fixed_in_their_sweep(tmp_path):
     assert labels == ["SAVGO hidden=256 lam=1.5", "SAVGO lam=1 hidden=32", "SAVGO lam=2 hidden=32"]
 
 
+def test_a_sweep_member_and_a_plain_run_with_the_same_values_are_one_setting(tmp_path):
+    plain = make_run(tmp_path / "plain", dataclasses.replace(BASE, lam=0.5, seed=7), {0: [(3000, 1.0, 1.0)]})
+    sweep = make_run(tmp_path / "sweep", dataclasses.replace(BASE, sweep=("lam=0.5,1",)),
+                     {0: [(3000, 1.0, 2.0)], 1: [(3000, 1.0, 3.0)]})
+    with open(os.path.join(sweep, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    with open(os.path.join(sweep, "metrics.jsonl"), "w") as f:
+        for row in rows:
+            f.write(json.dumps({**row, "lam": [0.5, 1.0][row["member"]]}) + "\n")
+    groups = report.group([c for r in (plain, sweep) for c in report.load_run(r)])
+    found = {s.label: sorted((c.seed, float(c.returns[-1])) for c in cs) for s, cs in groups.items()}
+    assert found == {"SAVGO lam=0.5": [(0, 2.0), (7, 1.0)], "SAVGO lam=1": [(0, 3.0)]}, found
+
+
 def test_other_differing_fields_split_settings(tmp_path):
     a = make_run(tmp_path / "a", BASE, {0: [(3000, 1.0, 1.0)]})
     b = make_run(tmp_path / "b", dataclasses.replace(BASE, hidden=32, seed=1), {0: [(3000, 1.0, 2.0)]})

@@ -14,10 +14,11 @@ those. The pipeline is load -> group -> summarise -> plot/write:
   whether they come from one run dir or several.
 - summarise, per (env, setting): number of seeds; final eval return (each seed's last
   evaluation), mean +- std over seeds (sample std, ddof=1); best eval return (each seed's best
-  evaluation: the paper's metric), mean +- std; where every seed's final policy was evaluated with
-  `python -m savgo_mjx.evaluate RUN_DIR --all-members --episodes 20 --save` (RUN_DIR/gym_eval.jsonl),
-  that return (each seed's mean over its episodes), mean +- std over seeds: more episodes than the
-  training-time evaluations, so it tells a policy that holds from one that peaked once; the interquartile mean (IQM) of the final returns
+  evaluation: the paper's metric), mean +- std; where every seed's final policy was evaluated
+  with `python -m savgo_mjx.evaluate RUN_DIR --all-members --episodes 20 --save`
+  (RUN_DIR/gym_eval.jsonl), that return (each seed's mean over its episodes), mean +- std over
+  seeds: more episodes than the training-time evaluations, so it tells a policy that holds from
+  one that peaked once; the interquartile mean (IQM) of the final returns
   with a 95% percentile-bootstrap confidence interval over seeds (see `iqm`, `bootstrap_ci`); the
   paper's number beside it (docs/SAVGO.md section 6, `PAPER_RESULTS`), and for ablations the
   section-5 layout (`PAPER_ABLATIONS`).

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from savgo_mjx import ablate, report
+from savgo_mjx import ablate, evaluate, report
 from savgo_mjx.config import ABLATIONS, Config, ConfigError, defaults_for, validate
 
 
@@ -96,13 +96,13 @@ def runs(tmp_path):
     }
 
 
-def _add_lam(run_dir):
-    """The sweep run's rows name their swept value, as training writes them."""
+def _add_lam(run_dir, values=(1.0, 2.0)):
+    """The sweep run's rows name their swept value (member i: values[i]), as training writes them."""
     path = os.path.join(run_dir, "metrics.jsonl")
     rows = [json.loads(line) for line in open(path)]
     with open(path, "w") as f:
         for row in rows:
-            f.write(json.dumps({**row, "lam": [1.0, 2.0][row["member"]]}) + "\n")
+            f.write(json.dumps({**row, "lam": values[row["member"]]}) + "\n")
 
 
 def test_seeds_are_grouped_into_settings(runs):
@@ -130,11 +130,7 @@ def test_a_sweep_member_and_a_plain_run_with_the_same_values_are_one_setting(tmp
     plain = make_run(tmp_path / "plain", dataclasses.replace(BASE, lam=0.5, seed=7), {0: [(3000, 1.0, 1.0)]})
     sweep = make_run(tmp_path / "sweep", dataclasses.replace(BASE, sweep=("lam=0.5,1",)),
                      {0: [(3000, 1.0, 2.0)], 1: [(3000, 1.0, 3.0)]})
-    with open(os.path.join(sweep, "metrics.jsonl")) as f:
-        rows = [json.loads(line) for line in f]
-    with open(os.path.join(sweep, "metrics.jsonl"), "w") as f:
-        for row in rows:
-            f.write(json.dumps({**row, "lam": [0.5, 1.0][row["member"]]}) + "\n")
+    _add_lam(sweep, (0.5, 1.0))
     groups = report.group([c for r in (plain, sweep) for c in report.load_run(r)])
     found = {s.label: sorted((c.seed, float(c.returns[-1])) for c in cs) for s, cs in groups.items()}
     assert found == {"SAVGO lam=0.5": [(0, 2.0), (7, 1.0)], "SAVGO lam=1": [(0, 3.0)]}, found
@@ -234,10 +230,8 @@ def test_table_numbers_figures_and_paper_column(runs, tmp_path, capsys):
 
 def _save_gym_eval(run_dir, member, env_steps, returns):
     """What `python -m savgo_mjx.evaluate RUN_DIR --save` appends (the fields the report reads)."""
-    row = {"member": member, "env_steps": env_steps, "episodes": len(returns),
-           "gym_return": float(np.mean(returns)), "gym_returns": list(returns)}
-    with open(os.path.join(run_dir, "gym_eval.jsonl"), "a") as f:
-        f.write(json.dumps(row) + "\n")
+    evaluate.save_results(run_dir, [{"member": member, "env_steps": env_steps, "episodes": len(returns),
+                                     "gym_return": float(np.mean(returns)), "gym_returns": list(returns)}])
 
 
 def test_final_policy_gymnasium_column_needs_every_seed_and_takes_the_latest(runs, tmp_path):
